@@ -1,0 +1,73 @@
+// Package check runs health checks of local services: one Checker per protocol, registered in
+// one Registry, and the Pipeline every check request passes (validation, spool gate, cache).
+package check
+
+import (
+	"context"
+	"net/http"
+	"sort"
+)
+
+// Target is what a check is aimed at. Host is never part of it: every check goes to the local
+// host, so no request can aim hacheck at another address.
+type Target struct {
+	Service  string      // validated service name
+	Port     int         // 1–65535 for network protocols
+	Query    string      // path after /<protocol>/<service>/<port>/, without the leading slash
+	RawQuery string      // the check request's query string, without '?'
+	Header   http.Header // only the headers configured to be forwarded (http_headers_to_copy)
+}
+
+// Outcome is the fixed vocabulary of how a check request ended; it is the `result` label.
+type Outcome string
+
+const (
+	OutcomeOK           Outcome = "ok"            // the service answered as healthy
+	OutcomeSpoolDown    Outcome = "spool_down"    // an operator's mark answered before any check
+	OutcomeUpstreamFail Outcome = "upstream_fail" // the service answered, but not healthy
+	OutcomeTimeout      Outcome = "timeout"       // the service did not answer within check_timeout
+	OutcomeRefused      Outcome = "refused"       // nothing listens on the port
+	OutcomeError        Outcome = "error"         // the check could not be carried out (config, internal)
+)
+
+// Outcomes lists every Outcome, for pre-initialising metrics and for docs.
+var Outcomes = []Outcome{OutcomeOK, OutcomeSpoolDown, OutcomeUpstreamFail, OutcomeTimeout, OutcomeRefused, OutcomeError}
+
+// Result is a finished check. Code is what hacheck answers (the pipeline turns anything outside
+// 100–599 into 503); Message becomes the response body.
+type Result struct {
+	Code    int
+	Message string
+	Outcome Outcome
+}
+
+// Checker checks one protocol. A failed check (down service, timeout, refused connection) is a
+// Result, never an error: Check returns an error only when it could not carry the check out at
+// all, and the pipeline answers that with 503 and outcome "error". Check must return by ctx's
+// deadline and must be safe for concurrent use.
+type Checker interface {
+	Check(ctx context.Context, t Target) (Result, error)
+}
+
+// CheckerFunc adapts a function to Checker.
+type CheckerFunc func(ctx context.Context, t Target) (Result, error)
+
+// Check calls f.
+func (f CheckerFunc) Check(ctx context.Context, t Target) (Result, error) { return f(ctx, t) }
+
+// Registry maps protocol names (the first URL segment) to their checkers. Routing, config
+// validation and docs all read this one map.
+type Registry map[string]Checker
+
+// Names returns the registered protocols, sorted.
+func (r Registry) Names() []string {
+	names := make([]string, 0, len(r))
+	for name := range r {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// NeedsPort reports whether a protocol connects to a port, so that port 0 is invalid for it.
+func NeedsPort(protocol string) bool { return protocol != "spool" }

@@ -1,0 +1,188 @@
+package spool
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// AllServices is the name of the host-wide mark: it marks every service down.
+const AllServices = "all"
+
+// MaxNameLen is the longest valid service name, in bytes.
+const MaxNameLen = 128
+
+// Mark is one maintenance mark: a file <root>/<service> (Port 0) or <root>/<service>:<port>.
+type Mark struct {
+	Service string
+	Port    int // 0: the whole service
+	Reason  string
+	// Creation is when the service went down ("down since"); for a plain-text mark from an old
+	// tool, or JSON without "creation", it is the file's modification time.
+	Creation time.Time
+	// Expiration is when the mark stops counting; the zero Time means never.
+	Expiration time.Time
+	// Err is set when the mark exists but cannot be read or parsed. Such a mark counts as down
+	// (fail closed) and Reason says why.
+	Err error
+
+	extra map[string]json.RawMessage // unknown JSON keys, kept when the mark is rewritten
+}
+
+// Name is the mark's file name within the spool root.
+func (m Mark) Name() string { return FileName(m.Service, m.Port) }
+
+// Expired reports whether the mark no longer counts at now. An unreadable mark never expires.
+func (m Mark) Expired(now time.Time) bool {
+	return m.Err == nil && !m.Expiration.IsZero() && !now.Before(m.Expiration)
+}
+
+// FileName is the spool file name for a service (port 0) or one instance of it.
+func FileName(service string, port int) string {
+	if port == 0 {
+		return service
+	}
+	return service + ":" + strconv.Itoa(port)
+}
+
+// ValidateName reports why a service name is not valid: 1–128 bytes of [A-Za-z0-9_.-], not
+// starting with '.'. Such names are single path components, so they never leave the root.
+func ValidateName(name string) error {
+	if name == "" {
+		return errors.New("invalid service name: empty")
+	}
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("invalid service name %.40q...: %d bytes, at most %d", name, len(name), MaxNameLen)
+	}
+	if name[0] == '.' {
+		return fmt.Errorf("invalid service name %q: must not start with '.'", name)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return fmt.Errorf("invalid service name %q: only letters, digits, '_', '.' and '-' are allowed", name)
+		}
+	}
+	return nil
+}
+
+// ValidatePort reports why a mark's port is not valid: 0 (whole service) or 1–65535.
+func ValidatePort(port int) error {
+	if port < 0 || port > 65535 {
+		return fmt.Errorf("invalid port %d: must be 0 (whole service) or 1-65535", port)
+	}
+	return nil
+}
+
+// ParseFileName splits a spool file name into service and port. ok is false for names that are
+// not marks (dotfiles, temp files, invalid names or ports).
+func ParseFileName(name string) (service string, port int, ok bool) {
+	service = name
+	if i := strings.IndexByte(name, ':'); i >= 0 {
+		service = name[:i]
+		p, err := strconv.Atoi(name[i+1:])
+		if err != nil || p < 1 || p > 65535 || strconv.Itoa(p) != name[i+1:] {
+			return "", 0, false
+		}
+		port = p
+	}
+	if ValidateName(service) != nil {
+		return "", 0, false
+	}
+	return service, port, true
+}
+
+type markJSON struct {
+	Reason     *string  `json:"reason"`
+	Expiration *float64 `json:"expiration"`
+	Creation   *float64 `json:"creation"`
+}
+
+// ParseContent reads a mark file's content. A JSON object must have the documented types
+// (reason: string, expiration: finite number or null, creation: finite number); anything that is
+// not a JSON object is an old tool's plain-text mark whose reason is the whole (trimmed) content.
+// modTime stands in for a missing creation. The returned error means "counts as down, but say
+// why": the returned Mark is still usable, with Err set.
+func ParseContent(data []byte, modTime time.Time) (Mark, error) {
+	m := Mark{Creation: modTime}
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) {
+		// Reasons end up in HTTP bodies, JSON and metric labels, which all need valid UTF-8.
+		m.Reason = strings.ToValidUTF8(string(trimmed), "\uFFFD")
+		return m, nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &fields); err != nil {
+		return failClosed(m, fmt.Errorf("mark is not a JSON object: %w", err))
+	}
+	var known markJSON
+	if err := json.Unmarshal(trimmed, &known); err != nil {
+		return failClosed(m, fmt.Errorf("mark has a field of the wrong type: %w", err))
+	}
+	if known.Reason != nil {
+		m.Reason = *known.Reason
+	}
+	if known.Expiration != nil {
+		t, err := unixTime(*known.Expiration)
+		if err != nil {
+			return failClosed(m, fmt.Errorf("mark expiration: %w", err))
+		}
+		m.Expiration = t
+	}
+	if known.Creation != nil {
+		t, err := unixTime(*known.Creation)
+		if err != nil {
+			return failClosed(m, fmt.Errorf("mark creation: %w", err))
+		}
+		m.Creation = t
+	}
+	delete(fields, "reason")
+	delete(fields, "expiration")
+	delete(fields, "creation")
+	if len(fields) > 0 {
+		m.extra = fields
+	}
+	return m, nil
+}
+
+func failClosed(m Mark, err error) (Mark, error) {
+	m.Err = err
+	m.Reason = "unreadable mark, counted as down: " + err.Error()
+	return m, err
+}
+
+// maxUnixSeconds keeps expirations within what time.Time and JSON round-trip exactly.
+const maxUnixSeconds = 1 << 40
+
+func unixTime(sec float64) (time.Time, error) {
+	if math.IsNaN(sec) || math.IsInf(sec, 0) || sec < 0 || sec > maxUnixSeconds {
+		return time.Time{}, fmt.Errorf("%v is not a finite unix time", sec)
+	}
+	whole, frac := math.Modf(sec)
+	return time.Unix(int64(whole), int64(frac*1e9)), nil
+}
+
+func unixSeconds(t time.Time) float64 {
+	return float64(t.UnixNano()) / 1e9
+}
+
+// MarshalContent is the JSON written for a mark, unknown keys from the file it replaces included.
+func (m Mark) MarshalContent() ([]byte, error) {
+	out := make(map[string]any, len(m.extra)+3)
+	for k, v := range m.extra {
+		out[k] = v
+	}
+	out["reason"] = m.Reason
+	if m.Expiration.IsZero() {
+		out["expiration"] = nil
+	} else {
+		out["expiration"] = unixSeconds(m.Expiration)
+	}
+	out["creation"] = unixSeconds(m.Creation)
+	return json.Marshal(out)
+}
