@@ -1,0 +1,361 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hacheck/hacheck/spool"
+)
+
+// When the test binary is started under a multi-call name (through a symlink) with this
+// variable set, it is the real hacheck command: subprocess tests exercise argv[0] dispatch and
+// real concurrency between processes without a separate build step.
+const beMainEnv = "HACHECK_TEST_BE_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(beMainEnv) == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
+
+type cliRunner struct {
+	root  string
+	clock time.Time
+	vars  map[string]string
+}
+
+func newRunner(t *testing.T) *cliRunner {
+	t.Helper()
+	return &cliRunner{root: t.TempDir(), clock: time.Unix(1795500000, 0), vars: map[string]string{"SUDO_USER": "alice"}}
+}
+
+// run runs the CLI in-process as argv0 with the runner's spool root and clock.
+func (r *cliRunner) run(argv0 string, args ...string) cliResult {
+	var stdout, stderr bytes.Buffer
+	e := &env{stdout: &stdout, stderr: &stderr, getenv: func(k string) string { return r.vars[k] }, now: func() time.Time { return r.clock }}
+	full := append(args[:len(args):len(args)], "--spool-root", r.root)
+	code := run(argv0, full, e)
+	return cliResult{code, stdout.String(), stderr.String()}
+}
+
+func (r *cliRunner) marks(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(r.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.Name() != ".hacheck.lock" {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+func TestDownStatusUp(t *testing.T) {
+	for _, via := range []struct{ down, status, up []string }{
+		{[]string{"hadown"}, []string{"hastatus"}, []string{"haup"}},
+		{[]string{"hacheck", "down"}, []string{"hacheck", "status"}, []string{"hacheck", "up"}},
+	} {
+		t.Run(via.down[0], func(t *testing.T) {
+			r := newRunner(t)
+			call := func(cmd []string, args ...string) cliResult {
+				return r.run(cmd[0], append(cmd[1:len(cmd):len(cmd)], args...)...)
+			}
+			if res := call(via.down, "-r", "kernel upgrade", "web"); res.code != 0 {
+				t.Fatalf("down: %+v", res)
+			}
+			if res := call(via.status, "web"); res.code != 1 || res.stdout != "DOWN\tweb\tkernel upgrade\n" {
+				t.Fatalf("status after down = %+v", res)
+			}
+			if res := call(via.up, "web"); res.code != 0 {
+				t.Fatalf("up: %+v", res)
+			}
+			if res := call(via.status, "web"); res.code != 0 || res.stdout != "UP\tweb\n" {
+				t.Fatalf("status after up = %+v", res)
+			}
+			if res := call(via.up, "web"); res.code != 0 {
+				t.Fatalf("second up is not idempotent: %+v", res)
+			}
+		})
+	}
+}
+
+func TestInstanceAndHostWideMarks(t *testing.T) {
+	r := newRunner(t)
+	if res := r.run("hadown", "-P", "8080", "-r", "disk", "web"); res.code != 0 {
+		t.Fatalf("%+v", res)
+	}
+	if res := r.run("hastatus", "-P", "8080", "web"); res.code != 1 || !strings.HasPrefix(res.stdout, "DOWN\tweb\tdisk") {
+		t.Fatalf("instance 8080: %+v", res)
+	}
+	if res := r.run("hastatus", "-P", "8081", "web"); res.code != 0 {
+		t.Fatalf("instance 8081 must stay up: %+v", res)
+	}
+	if res := r.run("hastatus", "web"); res.code != 0 {
+		t.Fatalf("the whole service must stay up: %+v", res)
+	}
+	if res := r.run("hadown", "-r", "rack move", "all"); res.code != 0 {
+		t.Fatalf("%+v", res)
+	}
+	if res := r.run("hastatus", "api", "web"); res.code != 1 || res.stdout != "DOWN\tapi\track move\nDOWN\tweb\track move\n" {
+		t.Fatalf("all must mark every service: %+v", res)
+	}
+	r.clock = r.clock.Add(90 * time.Minute)
+	res := r.run("hashowdowned")
+	lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+	if res.code != 0 || len(lines) != 2 ||
+		!strings.HasPrefix(lines[0], "all\tport=0\track move\tdown since ") || !strings.Contains(lines[0], "(1h30m0s ago)\tnever expires") ||
+		!strings.HasPrefix(lines[1], "web\tport=8080\tdisk\t") {
+		t.Fatalf("hashowdowned = %+v", res)
+	}
+	res = r.run("hacheck", "downed", "--json")
+	var marks []markJSON
+	if err := json.Unmarshal([]byte(res.stdout), &marks); err != nil || len(marks) != 2 || marks[1].Port != 8080 || marks[0].AgeSeconds != 5400 {
+		t.Fatalf("downed --json = %s (%v)", res.stdout, err)
+	}
+}
+
+func TestDownForExpiresByItself(t *testing.T) {
+	r := newRunner(t)
+	if res := r.run("hadown", "--for", "30m", "-r", "patching", "web"); res.code != 0 {
+		t.Fatalf("%+v", res)
+	}
+	r.clock = r.clock.Add(29 * time.Minute)
+	if res := r.run("hastatus", "web"); res.code != 1 {
+		t.Fatalf("before expiry: %+v", res)
+	}
+	if res := r.run("hashowdowned"); !strings.Contains(res.stdout, "(in 1m0s)") {
+		t.Fatalf("expiry not shown: %+v", res)
+	}
+	r.clock = r.clock.Add(time.Minute)
+	if res := r.run("hastatus", "web"); res.code != 0 || res.stdout != "UP\tweb\n" {
+		t.Fatalf("after expiry: %+v", res)
+	}
+}
+
+func TestBadInputWritesNothing(t *testing.T) {
+	tests := []struct {
+		args     []string
+		code     int
+		errorHas string
+	}{
+		{[]string{"hadown", "-e", "1795400000", "web"}, 2, "is not in the future"},
+		{[]string{"hadown", "../etc"}, 2, "must not start with '.'"},
+		{[]string{"hadown", ".x"}, 2, "must not start with '.'"},
+		{[]string{"hadown", "a/b"}, 2, "only letters"},
+		{[]string{"hadown", ""}, 2, "empty"},
+		{[]string{"hadown", strings.Repeat("a", 200)}, 2, "at most 128"},
+		{[]string{"hadown", "web", "../etc"}, 2, "must not start with '.'"},
+		{[]string{"hadown"}, 2, "expected"},
+		{[]string{"hadown", "--bogus", "web"}, 2, "unknown flag --bogus"},
+		{[]string{"hadown", "--for", "soon", "web"}, 2, "not a duration"},
+		{[]string{"hadown", "--for=-5m", "web"}, 2, "must be positive"},
+		{[]string{"hadown", "--for", "1h", "-e", "1895500000", "web"}, 2, "can't be used together"},
+		{[]string{"hadown", "-P", "70000", "web"}, 2, "invalid port"},
+		{[]string{"hadown", "-P", "http", "web"}, 2, "service-port"},
+		{[]string{"haup", "../etc"}, 2, "must not start with '.'"},
+		{[]string{"hastatus", "a/b"}, 2, "only letters"},
+		{[]string{"hastatus"}, 2, "expected"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			r := newRunner(t)
+			res := r.run(tt.args[0], tt.args[1:]...)
+			if res.code != tt.code || !strings.Contains(res.stderr, tt.errorHas) {
+				t.Fatalf("got %+v; want exit %d and an error containing %q", res, tt.code, tt.errorHas)
+			}
+			if strings.Count(res.stderr, "\n") != 1 {
+				t.Fatalf("error is not one line: %q", res.stderr)
+			}
+			if marks := r.marks(t); len(marks) != 0 {
+				t.Fatalf("bad input wrote %v", marks)
+			}
+		})
+	}
+}
+
+func TestDefaultReason(t *testing.T) {
+	nonhumans := filepath.Join(t.TempDir(), "nonhumans")
+	if err := os.WriteFile(nonhumans, []byte("# robots\ndeploybot\n  jenkins  # CI\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		vars     map[string]string
+		code     int
+		reason   string
+		errorHas string
+	}{
+		{map[string]string{"SUDO_USER": "alice", "SSH_USER": "bob"}, 0, "alice", ""},
+		{map[string]string{"SSH_USER": "bob"}, 0, "bob", ""},
+		{map[string]string{"SUDO_USER": "jenkins"}, 1, "", "please use --reason to tell us who you really are"},
+		{map[string]string{"SSH_USER": "deploybot"}, 1, "", "please use --reason"},
+	}
+	for _, tt := range tests {
+		r := newRunner(t)
+		r.vars = tt.vars
+		res := r.run("hadown", "--nonhumans-file", nonhumans, "web")
+		if res.code != tt.code || !strings.Contains(res.stderr, tt.errorHas) {
+			t.Fatalf("vars %v: %+v", tt.vars, res)
+		}
+		if tt.code != 0 {
+			if marks := r.marks(t); len(marks) != 0 {
+				t.Fatalf("refusal wrote %v", marks)
+			}
+			continue
+		}
+		if m, _ := spool.New(r.root).Read("web", 0); m.Reason != tt.reason {
+			t.Fatalf("vars %v: reason %q, want %q", tt.vars, m.Reason, tt.reason)
+		}
+	}
+	r := newRunner(t)
+	r.vars = map[string]string{"SUDO_USER": "jenkins"}
+	if res := r.run("hadown", "--nonhumans-file", nonhumans, "-r", "ticket 42", "web"); res.code != 0 {
+		t.Fatalf("an explicit reason must be accepted from a robot: %+v", res)
+	}
+}
+
+func TestParseFriendlyDuration(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"30m", 30 * time.Minute, true},
+		{"2h", 2 * time.Hour, true},
+		{"1d", 24 * time.Hour, true},
+		{"1d12h", 36 * time.Hour, true},
+		{"1h30m", 90 * time.Minute, true},
+		{"0s", 0, false},
+		{"-1h", 0, false},
+		{"d", 0, false},
+		{"1x", 0, false},
+		{"", 0, false},
+		{"99999999999d", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := parseFriendlyDuration(tt.in)
+		if (err == nil) != tt.ok || (tt.ok && got != tt.want) {
+			t.Errorf("parseFriendlyDuration(%q) = %v, %v", tt.in, got, err)
+		}
+	}
+}
+
+// binDir holds symlinks named like the multi-call commands, pointing at this test binary.
+func binDir(t *testing.T) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, name := range []string{"hacheck", "haup", "hadown", "hastatus", "halist", "hashowdowned"} {
+		if err := os.Symlink(self, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func command(dir, name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(dir, name), args...)
+	cmd.Env = append(os.Environ(), beMainEnv+"=1", "SUDO_USER=tester")
+	return cmd
+}
+
+func TestMultiCallNamesAsProcesses(t *testing.T) {
+	dir := binDir(t)
+	root := t.TempDir()
+	out, err := command(dir, "hadown", "--spool-root", root, "-r", "kernel upgrade", "web").CombinedOutput()
+	if err != nil {
+		t.Fatalf("hadown: %v: %s", err, out)
+	}
+	cmd := command(dir, "hastatus", "--spool-root", root, "web")
+	out, err = cmd.Output()
+	if string(out) != "DOWN\tweb\tkernel upgrade\n" || cmd.ProcessState.ExitCode() != 1 {
+		t.Fatalf("hastatus = %q, exit %d (%v)", out, cmd.ProcessState.ExitCode(), err)
+	}
+	if out, err := command(dir, "haup", "--spool-root", root, "web").CombinedOutput(); err != nil {
+		t.Fatalf("haup: %v: %s", err, out)
+	}
+	if out, err := command(dir, "hastatus", "--spool-root", root, "web").Output(); err != nil || string(out) != "UP\tweb\n" {
+		t.Fatalf("hastatus after haup = %q, %v", out, err)
+	}
+	if out, err := command(dir, "hashowdowned", "--spool-root", root).Output(); err != nil || len(out) != 0 {
+		t.Fatalf("hashowdowned = %q, %v", out, err)
+	}
+}
+
+// Fifty processes down and up overlapping names at once. Whatever order they run in, every
+// final file must be one complete mark that one of them wrote (no tearing, no mixing), an absent
+// file must be one some process removed, and no temp file may be left behind.
+func TestConcurrentProcesses(t *testing.T) {
+	dir := binDir(t)
+	root := t.TempDir()
+	services := []string{"web", "api", "db"}
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var cmd *exec.Cmd
+			if i%4 == 3 {
+				cmd = command(dir, "haup", "--spool-root", root, services[i%3], services[(i+1)%3])
+			} else {
+				cmd = command(dir, "hadown", "--spool-root", root, "-r", fmt.Sprintf("writer %d", i), services[i%3], services[(i+1)%3])
+			}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				errs <- fmt.Errorf("process %d: %v: %s", i, err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".hacheck-tmp-") {
+			t.Errorf("temp file left behind: %s", e.Name())
+		}
+	}
+	for _, svc := range services {
+		data, err := os.ReadFile(filepath.Join(root, svc))
+		if os.IsNotExist(err) {
+			continue // some haup ran last on it
+		}
+		var content struct {
+			Reason   string   `json:"reason"`
+			Creation *float64 `json:"creation"`
+		}
+		if err := json.Unmarshal(data, &content); err != nil || content.Creation == nil {
+			t.Fatalf("%s is torn: %q (%v)", svc, data, err)
+		}
+		var writer int
+		if _, err := fmt.Sscanf(content.Reason, "writer %d", &writer); err != nil || writer%4 == 3 ||
+			(services[writer%3] != svc && services[(writer+1)%3] != svc) {
+			t.Fatalf("%s holds %q, which no process wrote to it", svc, content.Reason)
+		}
+	}
+}
