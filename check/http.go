@@ -1,0 +1,121 @@
+package check
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// maxResponseHeaderBytes bounds the upstream's response headers, as BodyLimit bounds its body.
+const maxResponseHeaderBytes = 64 << 10
+
+// httpChecker is the "http" and "https" protocols: GET 127.0.0.1:<port>/<query>?<qs> and pass
+// the upstream's status and (capped) body through.
+type httpChecker struct {
+	scheme            string
+	userAgent         string
+	serviceNameHeader string
+	bodyLimit         int64
+	client            *http.Client
+}
+
+// newHTTPChecker builds the http checker, or the https one when useTLS is set. opts.BodyLimit
+// must already be defaulted.
+func newHTTPChecker(opts Options, useTLS bool) *httpChecker {
+	transport := &http.Transport{
+		// Never the environment's HTTP_PROXY: the check is of this host, not of a proxy.
+		Proxy:       nil,
+		DialContext: (&net.Dialer{}).DialContext,
+		// Checks of one service are seconds apart (cache_time) and HAProxy itself opens a new
+		// connection for every check, so pooled connections would only pile up idle, one per
+		// checked port, and a pooled connection the service has since closed would fail a
+		// check for no fault of the service. A fresh connection also tests what HAProxy's own
+		// traffic needs: that the service still accepts.
+		DisableKeepAlives: true,
+		// Pass the upstream's bytes through as sent, and never inflate a body we only cap.
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+	}
+	scheme := "http"
+	if useTLS {
+		scheme = "https"
+		// The certificate is not verified: the peer is always 127.0.0.1, whose certificate
+		// is issued for the service's public name, not for the loopback address.
+		transport.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // localhost only, see above
+	}
+	return &httpChecker{
+		scheme:            scheme,
+		userAgent:         "hacheck/" + opts.Version,
+		serviceNameHeader: opts.ServiceNameHeader,
+		bodyLimit:         opts.BodyLimit,
+		client: &http.Client{
+			Transport: transport,
+			// A redirect's code goes to HAProxy, which decides what it means; following it
+			// could also lead the check away from the local host.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+}
+
+// Check answers with the upstream's status code and body (capped at the body limit, with a
+// note when cut), outcome ok for 2xx and upstream_fail for anything else; when no response
+// arrives it answers 503 "<error> after <s>s". Target.Query is taken as a decoded path and is
+// escaped as needed; Target.RawQuery is sent verbatim.
+func (c *httpChecker) Check(ctx context.Context, t Target) (Result, error) {
+	u := &url.URL{
+		Scheme:   c.scheme,
+		Host:     localAddr(t.Port),
+		Path:     "/" + t.Query,
+		RawQuery: t.RawQuery,
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return Result{}, fmt.Errorf("building %s check request for %s: %w", c.scheme, t.Service, err)
+	}
+	req.Header.Set("User-Agent", c.userAgent)
+	// Forwarded headers come after User-Agent: an operator who lists User-Agent in
+	// http_headers_to_copy asked for the client's one.
+	for name, values := range t.Header {
+		if http.CanonicalHeaderKey(name) == "Host" {
+			// net/http sends req.Host, never a Host entry in req.Header.
+			if len(values) > 0 {
+				req.Host = values[0]
+			}
+			continue
+		}
+		for _, v := range values {
+			req.Header.Add(name, v)
+		}
+	}
+	if c.serviceNameHeader != "" {
+		req.Header.Set(c.serviceNameHeader, t.Service)
+	}
+
+	start := time.Now()
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return failure(ctx, err, time.Since(start)), nil
+	}
+	// Without keep-alives there is nothing to gain from draining the rest: closing drops the
+	// connection, so an endless body cannot hold the check.
+	defer resp.Body.Close()
+
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.bodyLimit+1))
+	if err != nil {
+		return failure(ctx, fmt.Errorf("reading body of %d response: %w", resp.StatusCode, err), time.Since(start)), nil
+	}
+	msg := string(body)
+	if int64(len(body)) > c.bodyLimit {
+		msg = string(body[:c.bodyLimit]) + fmt.Sprintf("\n[hacheck: body truncated at %d bytes]", c.bodyLimit)
+	}
+	outcome := OutcomeUpstreamFail
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		outcome = OutcomeOK
+	}
+	return Result{Code: resp.StatusCode, Message: msg, Outcome: outcome}, nil
+}

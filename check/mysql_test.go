@@ -1,0 +1,66 @@
+package check
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMySQLAgainstMariaDB(t *testing.T) {
+	port := requireMariaDB(t)
+	const wrongPassword = "not-the-password-4711"
+	tests := []struct {
+		name     string
+		opts     Options
+		wantCode int
+		outcome  Outcome
+		msg      *regexp.Regexp
+	}{
+		{"root with empty password", Options{MySQLUsername: "root"}, 200, OutcomeOK, regexp.MustCompile(`^MySQL login OK in \d+\.\d{3}s$`)},
+		{"wrong password", Options{MySQLUsername: "root", MySQLPassword: wrongPassword}, 500, OutcomeUpstreamFail, regexp.MustCompile(`^Error 1045 \(28000\): Access denied for user 'root'@'[^']+' \(using password: YES\)$`)},
+		{"unknown user", Options{MySQLUsername: "hacheck_no_such_user", MySQLPassword: wrongPassword}, 500, OutcomeUpstreamFail, regexp.MustCompile(`Access denied for user 'hacheck_no_such_user'`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := NewRegistry(tt.opts)["mysql"].Check(checkCtx(t, 10*time.Second), Target{Service: "db", Port: port})
+			if err != nil {
+				t.Fatalf("Check: %v", err)
+			}
+			if got.Code != tt.wantCode || got.Outcome != tt.outcome || !tt.msg.MatchString(got.Message) {
+				t.Errorf("Check = %+v, want code %d, outcome %s, message matching %s", got, tt.wantCode, tt.outcome, tt.msg)
+			}
+			if strings.Contains(got.Message, wrongPassword) {
+				t.Errorf("message %q contains the password", got.Message)
+			}
+		})
+	}
+}
+
+// These cases need no database: they fail before a server could answer.
+func TestMySQLWithoutServer(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     Options
+		port     int
+		timeout  time.Duration
+		wantCode int
+		outcome  Outcome
+		msg      *regexp.Regexp
+	}{
+		{"no username", Options{MySQLPassword: "secret"}, closedPort(t), 5 * time.Second, 500, OutcomeError, regexp.MustCompile(`^No MySQL username/password in config file$`)},
+		{"refused", Options{MySQLUsername: "root"}, closedPort(t), 5 * time.Second, 503, OutcomeRefused, regexp.MustCompile(`connection refused after \d+\.\d{3}s$`)},
+		{"server never greets", Options{MySQLUsername: "root"}, silentPort(t), 200 * time.Millisecond, 503, OutcomeTimeout, regexp.MustCompile(` after \d+\.\d{3}s$`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := NewRegistry(tt.opts)["mysql"].Check(checkCtx(t, tt.timeout), Target{Service: "db", Port: tt.port})
+			if err != nil {
+				t.Fatalf("Check: %v", err)
+			}
+			if got.Code != tt.wantCode || got.Outcome != tt.outcome || !tt.msg.MatchString(got.Message) {
+				t.Errorf("Check = %+v, want code %d, outcome %s, message matching %s", got, tt.wantCode, tt.outcome, tt.msg)
+			}
+		})
+	}
+}

@@ -1,0 +1,26 @@
+package check
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestNewRegistryProtocols(t *testing.T) {
+	got := NewRegistry(Options{}).Names()
+	want := []string{"http", "https", "mysql", "spool", "tcp"}
+	if !slices.Equal(got, want) {
+		t.Errorf("NewRegistry(Options{}).Names() = %q, want %q", got, want)
+	}
+}
+
+func TestNewRegistryBodyLimitDefault(t *testing.T) {
+	for _, proto := range []string{"http", "https"} {
+		c, ok := NewRegistry(Options{})[proto].(*httpChecker)
+		if !ok {
+			t.Fatalf("%s checker is %T, want *httpChecker", proto, NewRegistry(Options{})[proto])
+		}
+		if c.bodyLimit != DefaultBodyLimit {
+			t.Errorf("%s body limit = %d, want %d", proto, c.bodyLimit, DefaultBodyLimit)
+		}
+	}
+}
