@@ -1,0 +1,244 @@
+package check
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hacheck/hacheck/spool"
+)
+
+// Request is one check request as it arrives, before validation: the URL's segments, the query
+// string and the request headers.
+type Request struct {
+	Protocol string
+	Service  string
+	Port     string // the URL's decimal port text
+	Query    string // everything after /<protocol>/<service>/<port>/, may contain slashes
+	RawQuery string
+	Header   http.Header
+	NoCache  bool // Pragma: no-cache
+}
+
+// CacheResult says how the cache served a check; empty when no check was due (invalid request,
+// spool gate).
+type CacheResult string
+
+const (
+	CacheHit       CacheResult = "hit"       // a fresh cached result
+	CacheMiss      CacheResult = "miss"      // this request ran the upstream check
+	CacheCoalesced CacheResult = "coalesced" // waited for an upstream check another request started
+	CacheBypass    CacheResult = "bypass"    // Pragma: no-cache ran a fresh check
+)
+
+// CacheResults lists every CacheResult, for pre-initialising metrics.
+var CacheResults = []CacheResult{CacheHit, CacheMiss, CacheCoalesced, CacheBypass}
+
+// Answer is the pipeline's reply to a Request.
+type Answer struct {
+	Code    int
+	Body    string
+	Outcome Outcome
+	Cache   CacheResult
+	// Protocol and Service are the request's, or "" when they were invalid: safe to use as
+	// label values only once bounded.
+	Protocol string
+	Service  string
+	Port     int // the effective port (after X-Haproxy-Server-State)
+}
+
+// Observer is told about upstream checks as they run; metrics implement it. Methods must be
+// cheap and safe for concurrent use.
+type Observer interface {
+	CheckStarted(protocol string)
+	CheckFinished(protocol string, outcome Outcome, elapsed time.Duration)
+	CacheServed(protocol string, result CacheResult)
+}
+
+// Settings are the reloadable parts of the pipeline.
+type Settings struct {
+	CacheTTL      time.Duration
+	CheckTimeout  time.Duration
+	HeadersToCopy []string // header names forwarded to checks and part of the cache key
+	Checkers      Registry
+}
+
+// Pipeline is the one path every check request takes: validate, apply HAProxy's send-state
+// port, consult the spool (never cached), then run the protocol's checker through the cache.
+type Pipeline struct {
+	spool    *spool.Store
+	cache    *Cache
+	observer Observer
+	settings atomic.Pointer[Settings]
+}
+
+// NewPipeline builds a pipeline over store. observer may be nil.
+func NewPipeline(store *spool.Store, settings Settings, observer Observer) *Pipeline {
+	if observer == nil {
+		observer = nopObserver{}
+	}
+	p := &Pipeline{spool: store, cache: NewCache(), observer: observer}
+	p.Configure(settings)
+	return p
+}
+
+// Configure swaps in new settings; requests already running finish with the old ones.
+func (p *Pipeline) Configure(s Settings) {
+	canon := make([]string, len(s.HeadersToCopy))
+	for i, h := range s.HeadersToCopy {
+		canon[i] = http.CanonicalHeaderKey(h)
+	}
+	s.HeadersToCopy = canon
+	p.settings.Store(&s)
+}
+
+// Cache is the pipeline's result cache, for /status.
+func (p *Pipeline) Cache() *Cache { return p.cache }
+
+// Spool is the store the pipeline gates on.
+func (p *Pipeline) Spool() *spool.Store { return p.spool }
+
+// ServerStateHeader is the header HAProxy's `http-check send-state` adds.
+const ServerStateHeader = "X-Haproxy-Server-State"
+
+// Answer runs one check request through the pipeline.
+func (p *Pipeline) Answer(req Request) Answer {
+	s := p.settings.Load()
+	checker, ok := s.Checkers[req.Protocol]
+	if !ok {
+		return Answer{Code: http.StatusNotFound, Body: fmt.Sprintf("unknown protocol %q", truncate(req.Protocol, 40)), Outcome: OutcomeError}
+	}
+	if err := spool.ValidateName(req.Service); err != nil {
+		return Answer{Code: http.StatusBadRequest, Body: err.Error(), Outcome: OutcomeError, Protocol: req.Protocol}
+	}
+	port, err := parsePort(req.Port, NeedsPort(req.Protocol))
+	if err != nil {
+		return Answer{Code: http.StatusBadRequest, Body: err.Error(), Outcome: OutcomeError, Protocol: req.Protocol, Service: req.Service}
+	}
+	if values := req.Header.Values(ServerStateHeader); len(values) > 0 {
+		if statePort, ok := ParseServerStatePort(values[0]); ok {
+			port = statePort
+		}
+	}
+	answer := Answer{Protocol: req.Protocol, Service: req.Service, Port: port}
+
+	if mark, down := p.spool.Status(req.Service, port); down {
+		name := req.Service
+		if mark.Service == spool.AllServices {
+			name = spool.AllServices
+		}
+		answer.Code = http.StatusServiceUnavailable
+		answer.Body = "Service " + name + " in down state"
+		if mark.Reason != "" {
+			answer.Body += ": " + mark.Reason
+		}
+		answer.Outcome = OutcomeSpoolDown
+		return answer
+	}
+
+	target := Target{Service: req.Service, Port: port, Query: req.Query, RawQuery: req.RawQuery}
+	var key strings.Builder
+	key.Grow(len(req.Protocol) + len(req.Service) + len(req.Query) + len(req.RawQuery) + 16)
+	for _, part := range []string{req.Protocol, req.Service, strconv.Itoa(port), req.Query, req.RawQuery} {
+		key.WriteString(part)
+		key.WriteByte(0)
+	}
+	for _, name := range s.HeadersToCopy {
+		if values := req.Header.Values(name); len(values) > 0 {
+			if target.Header == nil {
+				target.Header = make(http.Header, len(s.HeadersToCopy))
+			}
+			target.Header[name] = values
+			for _, v := range values {
+				key.WriteString(v)
+				key.WriteByte(1)
+			}
+		}
+		key.WriteByte(0)
+	}
+
+	result, cacheResult := p.cache.Get(key.String(), s.CacheTTL, req.NoCache, func() Result {
+		return p.runCheck(checker, req.Protocol, target, s.CheckTimeout)
+	})
+	p.observer.CacheServed(req.Protocol, cacheResult)
+	answer.Code, answer.Body, answer.Outcome, answer.Cache = result.Code, result.Message, result.Outcome, cacheResult
+	if answer.Code < 100 || answer.Code > 599 {
+		answer.Code = http.StatusServiceUnavailable
+	}
+	return answer
+}
+
+// runCheck runs one upstream check under its own deadline. The context is not the requester's:
+// the result is shared with every request coalesced onto it, so one client hanging up must not
+// cancel the others' answer.
+func (p *Pipeline) runCheck(checker Checker, protocol string, target Target, timeout time.Duration) (result Result) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	p.observer.CheckStarted(protocol)
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			result = Result{Code: http.StatusServiceUnavailable, Message: fmt.Sprintf("%s check failed: internal error: %v", protocol, r), Outcome: OutcomeError}
+		}
+		p.observer.CheckFinished(protocol, result.Outcome, time.Since(start))
+	}()
+	result, err := checker.Check(ctx, target)
+	if err != nil {
+		result = Result{Code: http.StatusServiceUnavailable, Message: fmt.Sprintf("%s check could not run: %v", protocol, err), Outcome: OutcomeError}
+	}
+	if result.Outcome == "" {
+		result.Outcome = OutcomeError
+	}
+	return result
+}
+
+// parsePort accepts plain decimal digits only ("+80", " 80", "0x50" are not ports).
+func parsePort(text string, network bool) (int, error) {
+	if text == "" || len(text) > 5 || strings.TrimLeft(text, "0123456789") != "" {
+		return 0, fmt.Errorf("invalid port %q: must be a decimal number", truncate(text, 20))
+	}
+	port, _ := strconv.Atoi(text)
+	if port > 65535 || (network && port == 0) {
+		lowest := 0
+		if network {
+			lowest = 1
+		}
+		return 0, fmt.Errorf("invalid port %d: must be %d-65535", port, lowest)
+	}
+	return port, nil
+}
+
+// ParseServerStatePort returns the port=N field of an X-Haproxy-Server-State header
+// ("UP 2/3; address=127.0.0.1; port=8080; name=be/srv; ..."); ok is false when there is no
+// valid one, in which case the URL's port stands.
+func ParseServerStatePort(header string) (port int, ok bool) {
+	for field := range strings.SplitSeq(header, ";") {
+		name, value, found := strings.Cut(strings.TrimSpace(field), "=")
+		if !found || !strings.EqualFold(strings.TrimSpace(name), "port") {
+			continue
+		}
+		p, err := parsePort(strings.TrimSpace(value), true)
+		if err != nil {
+			return 0, false
+		}
+		return p, true
+	}
+	return 0, false
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+type nopObserver struct{}
+
+func (nopObserver) CheckStarted(string)                          {}
+func (nopObserver) CheckFinished(string, Outcome, time.Duration) {}
+func (nopObserver) CacheServed(string, CacheResult)              {}
