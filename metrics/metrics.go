@@ -1,0 +1,372 @@
+// Package metrics is hacheck's Prometheus instrumentation: the check.Observer the pipeline
+// reports upstream checks to, the per-request counters the HTTP server feeds, a collector that
+// reads the spool on every scrape, and the label bounding (max_services, max_source_ips,
+// source_networks) shared with /status/count and /recent.
+//
+// Everything lives in one private prometheus.Registry; nothing touches the global one. The hot
+// path (ObserveRequest and the Observer methods) looks up cached metric handles in sync.Maps
+// and allocates nothing once a label tuple has been seen.
+package metrics
+
+import (
+	"log"
+	"net/http"
+	"net/netip"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hacheck/hacheck/check"
+	"github.com/hacheck/hacheck/spool"
+)
+
+// Label values hacheck itself puts in place of client-supplied ones.
+const (
+	// LabelOther replaces a service, source or protocol beyond its cap.
+	LabelOther = "other"
+	// LabelInvalid is the service label of a request whose service name was invalid ("").
+	LabelInvalid = "invalid"
+	// LabelUnknown is the protocol label of a request for an unknown protocol (""), and the
+	// source label of a request without a valid source address.
+	LabelUnknown = "unknown"
+)
+
+// Defaults for Options fields left at zero (or negative).
+const (
+	// DefaultMaxServices is max_services' default.
+	DefaultMaxServices = 2000
+	// DefaultMaxSources is max_source_ips' default.
+	DefaultMaxSources = 1000
+)
+
+var _ check.Observer = (*Metrics)(nil)
+
+// maxProtocols bounds the protocol label. The pipeline only reports registered protocols (and
+// "" for any other), so this is a guard against a caller passing raw URL segments, not a knob.
+const maxProtocols = 64
+
+// durationBuckets are the classic buckets of both latency histograms: from 100 µs (a cached
+// answer) to 10 s (the default check_timeout).
+var durationBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// Options are the reloadable limits of the metrics. The zero value means the defaults.
+type Options struct {
+	// MaxServices is how many distinct service names get their own label value (max_services);
+	// later ones are counted as "other". 0 means DefaultMaxServices.
+	MaxServices int
+	// MaxSources is how many distinct source addresses get their own label value
+	// (max_source_ips); later ones are counted as "other". 0 means DefaultMaxSources.
+	MaxSources int
+	// SourceNetworks names CIDRs (source_networks): a source inside one is counted under the
+	// name and uses no MaxSources slot. When networks overlap, the longest prefix wins.
+	SourceNetworks map[string][]netip.Prefix
+	// ErrorLog receives errors gathering or serving /metrics. nil keeps the current one, which
+	// starts as the standard library's default logger.
+	ErrorLog promhttp.Logger
+}
+
+// Metrics holds hacheck's metrics and their registry. All methods are safe for concurrent use.
+type Metrics struct {
+	reg      *prometheus.Registry
+	handler  http.Handler
+	errorLog errorLog
+
+	services  *limiter[string, string]
+	sources   *limiter[netip.Addr, *sourceSeries]
+	protocols *limiter[string, string]
+	networks  networkTable
+
+	requests        *prometheus.CounterVec
+	requestsSource  *prometheus.CounterVec
+	requestDuration *prometheus.HistogramVec
+	checkDuration   *prometheus.HistogramVec
+	cacheRequests   [4]prometheus.Counter // indexed like check.CacheResults
+	inFlight        prometheus.Gauge
+	overflow        *prometheus.CounterVec
+	overflowService prometheus.Counter
+	overflowSource  prometheus.Counter
+	reloadOK        prometheus.Gauge
+	reloadTime      prometheus.Gauge
+
+	// Handle caches, keyed by bounded label values only, so they are as bounded as the series.
+	requestHandles  sync.Map // requestKey -> prometheus.Counter
+	networkHandles  sync.Map // source label that is not an admitted address -> prometheus.Counter
+	requestObserver sync.Map // protocol label -> prometheus.Observer
+	checkObserver   sync.Map // checkKey -> prometheus.Observer
+}
+
+type requestKey struct {
+	protocol, service string
+	code              int
+	outcome           check.Outcome
+}
+
+type checkKey struct {
+	protocol string
+	outcome  check.Outcome
+}
+
+// sourceSeries is what the source limiter stores per admitted address: its label text and its
+// counter, so a request from a known address costs one map lookup.
+type sourceSeries struct {
+	label   string
+	counter prometheus.Counter
+}
+
+// New builds the metrics over store (nil: no spool metrics) in a registry of their own.
+// version is the hacheck_build_info version label.
+func New(store *spool.Store, version string, opts Options) *Metrics {
+	m := &Metrics{
+		reg:       prometheus.NewRegistry(),
+		services:  newLimiter[string, string](),
+		sources:   newLimiter[netip.Addr, *sourceSeries](),
+		protocols: newLimiter[string, string](),
+	}
+	m.protocols.setMax(maxProtocols)
+	m.errorLog.set(log.Default())
+	m.SetOptions(opts)
+
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hacheck_requests_total",
+		Help: "Check requests answered, by protocol, service, HTTP response code and result (ok, spool_down, upstream_fail, timeout, refused, error).",
+	}, []string{"protocol", "service", "code", "result"})
+	m.requestsSource = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hacheck_requests_by_source_total",
+		Help: "Check requests answered, by source address or source_networks name.",
+	}, []string{"source"})
+	m.requestDuration = prometheus.NewHistogramVec(histogramOpts(
+		"hacheck_request_duration_seconds",
+		"Time to answer a check request, spool gate and cache included.",
+	), []string{"protocol"})
+	m.checkDuration = prometheus.NewHistogramVec(histogramOpts(
+		"hacheck_check_duration_seconds",
+		"Time an upstream check took (cache misses and bypasses only), by protocol and result.",
+	), []string{"protocol", "result"})
+	cache := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hacheck_cache_requests_total",
+		Help: "Check requests that reached the result cache, by how it served them (hit, miss, coalesced, bypass).",
+	}, []string{"result"})
+	for i, r := range check.CacheResults {
+		m.cacheRequests[i] = cache.WithLabelValues(string(r))
+	}
+	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "hacheck_checks_in_flight",
+		Help: "Upstream checks running now.",
+	})
+	m.overflow = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hacheck_label_overflow_total",
+		Help: "Requests whose service or source was counted as \"other\" because max_services or max_source_ips distinct values already have their own series.",
+	}, []string{"label"})
+	m.overflowService = m.overflow.WithLabelValues("service")
+	m.overflowSource = m.overflow.WithLabelValues("source")
+	m.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "hacheck_config_last_reload_successful",
+		Help: "Whether the last configuration load succeeded (1) or failed (0).",
+	})
+	m.reloadTime = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "hacheck_config_last_reload_success_timestamp_seconds",
+		Help: "Unix time of the last successful configuration load.",
+	})
+	m.ConfigReloaded(true, time.Now())
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "hacheck_build_info",
+		Help: "Always 1; the labels say which hacheck build is running.",
+	}, []string{"version", "revision", "goversion"})
+	if version == "" {
+		version = LabelUnknown
+	}
+	buildInfo.WithLabelValues(version, vcsRevision(), runtime.Version()).Set(1)
+
+	m.reg.MustRegister(m.requests, m.requestsSource, m.requestDuration, m.checkDuration, cache,
+		m.inFlight, m.overflow, m.reloadOK, m.reloadTime, buildInfo,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if store != nil {
+		m.reg.MustRegister(newSpoolCollector(store))
+	}
+
+	// OpenMetrics is enabled so that a text scrape formats "le" like a protobuf scrape does
+	// ("1.0"), keeping bucket series identical whichever format Prometheus negotiates. Native
+	// histograms travel only in the protobuf format, which promhttp always offers.
+	m.handler = promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog: &m.errorLog,
+		// A failing collector (the spool) must not take every other metric down with it.
+		ErrorHandling:       promhttp.ContinueOnError,
+		Registry:            m.reg,
+		MaxRequestsInFlight: 4,
+		Timeout:             10 * time.Second,
+		EnableOpenMetrics:   true,
+	}))
+	return m
+}
+
+func histogramOpts(name, help string) prometheus.HistogramOpts {
+	return prometheus.HistogramOpts{
+		Name:                            name,
+		Help:                            help,
+		Buckets:                         durationBuckets,
+		NativeHistogramBucketFactor:     1.1,
+		NativeHistogramMaxBucketNumber:  100,
+		NativeHistogramMinResetDuration: time.Hour,
+	}
+}
+
+// vcsRevision is the commit the binary was built from, or "unknown" (e.g. -buildvcs=false).
+func vcsRevision() string {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" && s.Value != "" {
+				return s.Value
+			}
+		}
+	}
+	return LabelUnknown
+}
+
+// SetOptions applies reloaded limits. Values already admitted keep their series even if a cap
+// was lowered below their number; no new ones are admitted until the count is under the cap.
+func (m *Metrics) SetOptions(opts Options) {
+	if opts.MaxServices <= 0 {
+		opts.MaxServices = DefaultMaxServices
+	}
+	if opts.MaxSources <= 0 {
+		opts.MaxSources = DefaultMaxSources
+	}
+	m.services.setMax(opts.MaxServices)
+	m.sources.setMax(opts.MaxSources)
+	m.networks.set(opts.SourceNetworks)
+	if opts.ErrorLog != nil {
+		m.errorLog.set(opts.ErrorLog)
+	}
+}
+
+// errorLog is the handler's promhttp.Logger, swappable on reload.
+type errorLog struct{ v atomic.Value } // loggerBox
+
+type loggerBox struct{ promhttp.Logger }
+
+func (l *errorLog) set(logger promhttp.Logger) { l.v.Store(loggerBox{logger}) }
+
+// Println implements promhttp.Logger.
+func (l *errorLog) Println(v ...any) { l.v.Load().(loggerBox).Println(v...) }
+
+// Handler serves the registry: text, OpenMetrics or protobuf (with native histograms) as the
+// scraper negotiates, at most 4 scrapes at a time, each cut off after 10 s.
+func (m *Metrics) Handler() http.Handler { return m.handler }
+
+// Registry is the metrics' own registry, for tests and for registering more collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// CheckStarted counts an upstream check as in flight. It implements check.Observer.
+func (m *Metrics) CheckStarted(protocol string) { m.inFlight.Inc() }
+
+// CheckFinished ends an in-flight check and records its duration by protocol and outcome. It
+// implements check.Observer.
+func (m *Metrics) CheckFinished(protocol string, outcome check.Outcome, elapsed time.Duration) {
+	m.inFlight.Dec()
+	key := checkKey{protocol: m.protocolLabel(protocol), outcome: outcomeLabel(outcome)}
+	lookup(&m.checkObserver, m, key, (*Metrics).newCheckObserver).Observe(elapsed.Seconds())
+}
+
+// CacheServed counts how the cache served a request; results outside check.CacheResults are
+// ignored. It implements check.Observer.
+func (m *Metrics) CacheServed(protocol string, result check.CacheResult) {
+	switch result {
+	case check.CacheHit:
+		m.cacheRequests[0].Inc()
+	case check.CacheMiss:
+		m.cacheRequests[1].Inc()
+	case check.CacheCoalesced:
+		m.cacheRequests[2].Inc()
+	case check.CacheBypass:
+		m.cacheRequests[3].Inc()
+	}
+}
+
+// ObserveRequest records one answered check request: its counter (protocol "" counts as
+// "unknown", service "" as "invalid"), its source and its duration. A service or source beyond
+// its cap is counted as "other" and adds one to hacheck_label_overflow_total for that label.
+func (m *Metrics) ObserveRequest(protocol, service string, source netip.Addr, code int, outcome check.Outcome, elapsed time.Duration) {
+	p := m.protocolLabel(protocol)
+	s := LabelInvalid
+	if service != "" {
+		var ok bool
+		if s, ok = m.services.get(service, serviceLabel); !ok {
+			s = LabelOther
+			m.overflowService.Inc()
+		}
+	}
+	key := requestKey{protocol: p, service: s, code: code, outcome: outcomeLabel(outcome)}
+	lookup(&m.requestHandles, m, key, (*Metrics).newRequestCounter).Inc()
+	m.sourceCounter(source).Inc()
+	lookup(&m.requestObserver, m, p, (*Metrics).newRequestObserver).Observe(elapsed.Seconds())
+}
+
+// ConfigReloaded records the outcome of a configuration load at time at; a failure leaves the
+// last success timestamp alone. New records a success at its own start.
+func (m *Metrics) ConfigReloaded(ok bool, at time.Time) {
+	if !ok {
+		m.reloadOK.Set(0)
+		return
+	}
+	m.reloadOK.Set(1)
+	m.reloadTime.Set(unixSeconds(at))
+}
+
+// lookup returns the cached handle for key, creating it with create on first use. create may
+// run more than once for one key under a race; the handles it returns for equal label values
+// are the same child anyway.
+func lookup[K comparable, V any](cache *sync.Map, m *Metrics, key K, create func(*Metrics, K) V) V {
+	if v, ok := cache.Load(key); ok {
+		return v.(V)
+	}
+	v, _ := cache.LoadOrStore(key, create(m, key))
+	return v.(V)
+}
+
+func (m *Metrics) newRequestCounter(k requestKey) prometheus.Counter {
+	return m.requests.WithLabelValues(k.protocol, k.service, strconv.Itoa(k.code), string(k.outcome))
+}
+
+func (m *Metrics) newRequestObserver(protocol string) prometheus.Observer {
+	return m.requestDuration.WithLabelValues(protocol)
+}
+
+func (m *Metrics) newCheckObserver(k checkKey) prometheus.Observer {
+	return m.checkDuration.WithLabelValues(k.protocol, string(k.outcome))
+}
+
+func (m *Metrics) newSourceCounter(label string) prometheus.Counter {
+	return m.requestsSource.WithLabelValues(label)
+}
+
+// protocolLabel bounds the protocol label: "" is "unknown", and past maxProtocols distinct
+// values (which the pipeline never reports) "other".
+func (m *Metrics) protocolLabel(protocol string) string {
+	if protocol == "" {
+		return LabelUnknown
+	}
+	if p, ok := m.protocols.get(protocol, serviceLabel); ok {
+		return p
+	}
+	return LabelOther
+}
+
+// outcomeLabel keeps the result label within check.Outcomes: anything else is an error.
+func outcomeLabel(o check.Outcome) check.Outcome {
+	switch o {
+	case check.OutcomeOK, check.OutcomeSpoolDown, check.OutcomeUpstreamFail,
+		check.OutcomeTimeout, check.OutcomeRefused, check.OutcomeError:
+		return o
+	}
+	return check.OutcomeError
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
