@@ -14,16 +14,19 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/alecthomas/kong"
 
+	"github.com/hacheck/hacheck/server"
 	"github.com/hacheck/hacheck/spool"
 )
 
@@ -485,7 +488,7 @@ func run(argv0 string, args []string, e *env) int {
 	fmt.Fprintf(e.stderr, "%s: %s\n", name, oneLine(err.Error()))
 	var usage usageError
 	var access *spool.AccessError
-	var cfg configError
+	var cfg *server.ConfigError
 	if errors.As(err, &usage) || errors.As(err, &access) || errors.As(err, &cfg) || isValidationError(err) {
 		return exitUsage
 	}
@@ -503,22 +506,58 @@ func main() {
 	os.Exit(run(os.Args[0], os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, now: time.Now}))
 }
 
-// configError is a configuration that cannot be used: exit 2.
-type configError struct{ err error }
-
-func (e configError) Error() string { return e.err.Error() }
-func (e configError) Unwrap() error { return e.err }
-
 type serveCmd struct {
 	spoolFlags
-	ConfigFile  string   `short:"c" name:"config-file" type:"path" help:"YAML configuration file; without one the embedded defaults apply."`
-	Port        []int    `short:"p" default:"3333" help:"Port to listen on (repeatable)."`
-	BindAddress string   `short:"B" name:"bind-address" default:"" help:"Address to listen on; default all addresses, IPv4 and IPv6."`
-	Verbose     bool     `short:"v" help:"Log one line per request."`
-	CheckConfig bool     `name:"check-config" help:"Validate the configuration file and exit."`
-	_           struct{} `kong:"-"`
+	ConfigFile  string `short:"c" name:"config-file" help:"YAML configuration file; without one the embedded defaults apply."`
+	Port        []int  `short:"p" default:"3333" help:"Port to listen on (repeatable)."`
+	BindAddress string `short:"B" name:"bind-address" default:"" help:"Address to listen on; default all addresses, IPv4 and IPv6."`
+	Verbose     bool   `short:"v" help:"Log one line per request."`
+	CheckConfig bool   `name:"check-config" help:"Validate the configuration file and exit."`
 }
 
 func (c *serveCmd) Run(e *env) error {
-	return errors.New("serve: not built yet")
+	for _, p := range c.Port {
+		if p < 0 || p > 65535 {
+			return usageErrorf("--port %d: must be 0-65535", p)
+		}
+	}
+	if c.CheckConfig {
+		_, warnings, err := server.LoadConfig(c.ConfigFile)
+		if err != nil {
+			return &server.ConfigError{Err: err}
+		}
+		for _, w := range warnings {
+			fmt.Fprintf(e.stderr, "warning: %s\n", w)
+		}
+		name := c.ConfigFile
+		if name == "" {
+			name = "embedded defaults"
+		}
+		fmt.Fprintf(e.stdout, "%s: OK\n", name)
+		return nil
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{})
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return server.Run(ctx, server.RunOptions{
+		ConfigPath:  c.ConfigFile,
+		SpoolRoot:   c.SpoolRoot,
+		BindAddress: c.BindAddress,
+		Ports:       c.Port,
+		Verbose:     c.Verbose,
+		Version:     buildVersion(),
+		Reload:      reload,
+	}, e.stderr)
 }

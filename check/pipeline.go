@@ -99,6 +99,9 @@ func (p *Pipeline) Configure(s Settings) {
 // Cache is the pipeline's result cache, for /status.
 func (p *Pipeline) Cache() *Cache { return p.cache }
 
+// Protocols is the registry in use, for routing.
+func (p *Pipeline) Protocols() Registry { return p.settings.Load().Checkers }
+
 // Spool is the store the pipeline gates on.
 func (p *Pipeline) Spool() *spool.Store { return p.spool }
 
@@ -137,6 +140,12 @@ func (p *Pipeline) Answer(req Request) Answer {
 			answer.Body += ": " + mark.Reason
 		}
 		answer.Outcome = OutcomeSpoolDown
+		return answer
+	}
+
+	if req.Protocol == "spool" {
+		// The spool gate was the whole check: nothing to run, nothing to cache.
+		answer.Code, answer.Outcome = http.StatusOK, OutcomeOK
 		return answer
 	}
 

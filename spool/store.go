@@ -204,6 +204,12 @@ func (s *Store) List() ([]Mark, error) {
 // same reason keeps the original creation ("down since"); unknown JSON keys of the replaced
 // mark are kept.
 func (s *Store) Down(service string, port int, reason string, expiration time.Time) (Mark, error) {
+	return s.DownSince(service, port, reason, expiration, time.Time{})
+}
+
+// DownSince is Down with an explicit creation time ("down since"), as the remote spool API
+// accepts from tools that replicate marks; a zero creation behaves as Down.
+func (s *Store) DownSince(service string, port int, reason string, expiration, creation time.Time) (Mark, error) {
 	if err := ValidateName(service); err != nil {
 		return Mark{}, err
 	}
@@ -230,6 +236,9 @@ func (s *Store) Down(service string, port int, reason string, expiration time.Ti
 			if old.Reason == reason && !old.Expired(now) {
 				m.Creation = old.Creation
 			}
+		}
+		if !creation.IsZero() {
+			m.Creation = creation
 		}
 		data, err := m.MarshalContent()
 		if err != nil {

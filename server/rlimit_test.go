@@ -1,0 +1,75 @@
+package server
+
+import (
+	"fmt"
+	"math"
+	"syscall"
+	"testing"
+)
+
+// keepRlimit restores the open-files limit after a test that changes it for the whole process.
+// The tests here are not parallel: the limit is per process.
+func keepRlimit(t *testing.T) syscall.Rlimit {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			t.Errorf("restore the open files limit: %v", err)
+		}
+	})
+	return lim
+}
+
+func TestApplyRlimitNofileUnchanged(t *testing.T) {
+	lim := keepRlimit(t)
+	before, after, err := ApplyRlimitNofile("")
+	if err != nil || before != lim.Cur || after != lim.Cur {
+		t.Errorf(`ApplyRlimitNofile("") = %d, %d, %v; want %d unchanged`, before, after, err, lim.Cur)
+	}
+}
+
+func TestApplyRlimitNofileNumberAndMax(t *testing.T) {
+	lim := keepRlimit(t)
+	if lim.Max < 256 {
+		t.Skipf("hard limit %d is too low to test below it", lim.Max)
+	}
+	want := min(lim.Max-1, 4096) // below the hard limit, enough for the test binary
+	before, after, err := ApplyRlimitNofile(fmt.Sprint(want))
+	if err != nil || before != lim.Cur || after != want {
+		t.Fatalf("ApplyRlimitNofile(%d) = %d, %d, %v; want %d, %d", want, before, after, err, lim.Cur, want)
+	}
+	var now syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &now); err != nil || now.Cur != want || now.Max != lim.Max {
+		t.Errorf("limit is now %+v, want soft %d and the hard limit %d untouched", now, want, lim.Max)
+	}
+
+	before, after, err = ApplyRlimitNofile("max")
+	if err != nil || before != want || after != lim.Max {
+		t.Errorf(`ApplyRlimitNofile("max") = %d, %d, %v; want %d, %d`, before, after, err, want, lim.Max)
+	}
+	if _, after, err := ApplyRlimitNofile("max"); err != nil || after != lim.Max {
+		t.Errorf(`second ApplyRlimitNofile("max") = %d, %v`, after, err)
+	}
+}
+
+func TestApplyRlimitNofileRefuses(t *testing.T) {
+	lim := keepRlimit(t)
+	if lim.Max < math.MaxUint64 {
+		above := lim.Max + 1
+		_, after, err := ApplyRlimitNofile(fmt.Sprint(above))
+		want := fmt.Sprintf("rlimit_nofile %d is above the hard limit %d", above, lim.Max)
+		if err == nil || err.Error() != want || after != lim.Cur {
+			t.Errorf("ApplyRlimitNofile(%d) = %d, %v; want %q and no change", above, after, err, want)
+		}
+	}
+	for _, bad := range []string{"lots", "0", "-1", "4096 ", "Max"} {
+		_, after, err := ApplyRlimitNofile(bad)
+		want := fmt.Sprintf(`rlimit_nofile must be "max" or a positive integer, got %q`, bad)
+		if err == nil || err.Error() != want || after != lim.Cur {
+			t.Errorf("ApplyRlimitNofile(%q) = %d, %v; want %q and no change", bad, after, err, want)
+		}
+	}
+}

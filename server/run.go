@@ -1,0 +1,158 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hacheck/hacheck/spool"
+)
+
+// shutdownGrace bounds how long running checks may finish after SIGTERM.
+const shutdownGrace = 15 * time.Second
+
+// RunOptions are the serve command's flags.
+type RunOptions struct {
+	ConfigPath  string // "" = embedded defaults
+	SpoolRoot   string
+	BindAddress string
+	Ports       []int
+	Verbose     bool
+	Version     string
+	// Reload receives a value for every SIGHUP.
+	Reload <-chan struct{}
+	// Ready, if set, is called with the listeners once they are open (tests use it to learn
+	// the ports of ":0" listeners).
+	Ready func([]net.Listener)
+}
+
+// ConfigError is a configuration that cannot be used; the CLI exits 2 on it.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Run serves until ctx is cancelled (SIGTERM), reloading the configuration on every value from
+// opts.Reload. Startup problems (config, spool root access, ports) are returned before anything
+// is served.
+func Run(ctx context.Context, opts RunOptions, stderr io.Writer) error {
+	cfg, warnings, err := LoadConfig(opts.ConfigPath)
+	if err != nil {
+		return &ConfigError{err}
+	}
+	logger, logCloser, err := NewLogger(cfg.LogPath, opts.Verbose)
+	if err != nil {
+		return &ConfigError{fmt.Errorf("config key log_path: %w", err)}
+	}
+	defer logCloser.Close()
+	for _, w := range warnings {
+		logger.Warn().Str("config", opts.ConfigPath).Msg(w)
+	}
+	if before, after, err := ApplyRlimitNofile(cfg.RlimitNofile); err != nil {
+		return &ConfigError{err}
+	} else if before != after {
+		logger.Info().Uint64("from", before).Uint64("to", after).Msg("raised the open files limit")
+	}
+	store := spool.New(opts.SpoolRoot)
+	if err := store.EnsureRoot(); err != nil {
+		return err
+	}
+	srv := New(cfg, Options{Store: store, Version: opts.Version, Logger: logger, Verbose: opts.Verbose})
+	warnUnreadableMarks(store, logger)
+
+	listeners, err := Listen(opts.BindAddress, opts.Ports)
+	if err != nil {
+		return err
+	}
+	addrs := make([]string, len(listeners))
+	for i, l := range listeners {
+		addrs[i] = l.Addr().String()
+	}
+	logger.Info().Strs("listen", addrs).Str("spool_root", store.Root()).Str("version", opts.Version).
+		Float64("cache_time_seconds", cfg.CacheTime.Seconds()).Float64("check_timeout_seconds", cfg.CheckTimeout.Seconds()).Msg("hacheck serving")
+	if opts.Ready != nil {
+		opts.Ready(listeners)
+	}
+
+	reloadDone := make(chan struct{})
+	go func() {
+		defer close(reloadDone)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-opts.Reload:
+				if !ok {
+					return
+				}
+				logCloser = srv.reload(opts, cfg.LogPath, logCloser)
+			}
+		}
+	}()
+	err = srv.Serve(ctx, listeners, shutdownGrace)
+	<-reloadDone
+	srv.logger().Info().Msg("hacheck stopped")
+	return err
+}
+
+// reload re-reads the configuration file and applies it; a bad file leaves the running
+// configuration in place. The outcome is logged and exported. It returns the log closer in
+// use afterwards.
+func (s *Server) reload(opts RunOptions, startLogPath string, logCloser io.Closer) io.Closer {
+	now := time.Now()
+	cfg, warnings, err := LoadConfig(opts.ConfigPath)
+	if err != nil {
+		s.metrics.ConfigReloaded(false, now)
+		s.logger().Error().Err(err).Msg("config reload failed; keeping the running configuration")
+		return logCloser
+	}
+	if _, _, err := ApplyRlimitNofile(cfg.RlimitNofile); err != nil {
+		s.metrics.ConfigReloaded(false, now)
+		s.logger().Error().Err(err).Msg("config reload failed: rlimit_nofile; keeping the running configuration")
+		return logCloser
+	}
+	// A reopen-able log file is reopened on every SIGHUP, as logrotate's postrotate expects;
+	// a changed log_path gets a new logger.
+	if r, ok := logCloser.(interface{ Reopen() error }); ok {
+		if err := r.Reopen(); err != nil {
+			s.logger().Error().Err(err).Msg("reopen log file")
+		}
+	}
+	if cfg.LogPath != s.cfg.Load().LogPath {
+		logger, closer, err := NewLogger(cfg.LogPath, opts.Verbose)
+		if err != nil {
+			s.metrics.ConfigReloaded(false, now)
+			s.logger().Error().Err(err).Msg("config reload failed: log_path; keeping the running configuration")
+			return logCloser
+		}
+		s.SetLogger(logger)
+		logCloser.Close()
+		logCloser = closer
+	}
+	s.Apply(cfg)
+	for _, w := range warnings {
+		s.logger().Warn().Str("config", opts.ConfigPath).Msg(w)
+	}
+	s.metrics.ConfigReloaded(true, now)
+	s.logger().Info().Str("config", opts.ConfigPath).Float64("cache_time_seconds", cfg.CacheTime.Seconds()).Float64("check_timeout_seconds", cfg.CheckTimeout.Seconds()).Msg("config reloaded")
+	return logCloser
+}
+
+// warnUnreadableMarks says at startup which marks count as down only because they cannot be
+// read; afterwards /status and the metrics keep saying it.
+func warnUnreadableMarks(store *spool.Store, logger zerolog.Logger) {
+	marks, err := store.List()
+	if err != nil {
+		logger.Error().Err(err).Msg("cannot list the spool")
+		return
+	}
+	for _, m := range marks {
+		if m.Err != nil {
+			logger.Warn().Str("mark", m.Name()).Err(m.Err).Msg("unreadable mark counts as down")
+		}
+	}
+}

@@ -1,0 +1,551 @@
+// Package server is hacheck's HTTP side: the check route every HAProxy polls, the status,
+// recent and metrics endpoints, the remote spool API, and the listeners they are served on.
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hacheck/hacheck/check"
+	"github.com/hacheck/hacheck/metrics"
+	"github.com/hacheck/hacheck/spool"
+)
+
+// Limits on what clients may send: HAProxy's check requests are a few hundred bytes.
+const (
+	maxHeaderBytes    = 8 << 10
+	maxFormBytes      = 16 << 10
+	readHeaderTimeout = 5 * time.Second
+	idleTimeout       = 60 * time.Second
+)
+
+// Server answers hacheck's HTTP API. It is safe for concurrent use; Reload swaps its
+// configuration while requests run.
+type Server struct {
+	pipeline *check.Pipeline
+	metrics  *metrics.Metrics
+	store    *spool.Store
+	version  string
+	started  time.Time
+	log      atomic.Pointer[zerolog.Logger]
+	verbose  bool
+	cfg      atomic.Pointer[Config]
+	seen     *seenServices
+	mux      *http.ServeMux
+}
+
+// Options are what New needs besides the configuration.
+type Options struct {
+	Store   *spool.Store
+	Version string
+	Logger  zerolog.Logger
+	Verbose bool // log one line per request
+}
+
+// New builds a server for cfg.
+func New(cfg Config, opts Options) *Server {
+	s := &Server{
+		store:   opts.Store,
+		version: opts.Version,
+		started: time.Now(),
+		verbose: opts.Verbose,
+	}
+	s.log.Store(&opts.Logger)
+	s.metrics = metrics.New(opts.Store, opts.Version, metricsOptions(cfg))
+	s.seen = newSeenServices(s.metrics, s.logger)
+	s.pipeline = check.NewPipeline(opts.Store, pipelineSettings(cfg, opts.Version), s.metrics)
+	s.cfg.Store(&cfg)
+
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("GET /status", s.handleStatus)
+	s.mux.HandleFunc("GET /status/count", s.handleStatusCount)
+	s.mux.HandleFunc("GET /recent", s.handleRecent)
+	s.mux.Handle("GET /metrics", s.metrics.Handler())
+	s.mux.HandleFunc("POST /spool/{service}/{port}/status", s.handleSpoolChange)
+	return s
+}
+
+func pipelineSettings(cfg Config, version string) check.Settings {
+	return check.Settings{
+		CacheTTL:      cfg.CacheTime,
+		CheckTimeout:  cfg.CheckTimeout,
+		HeadersToCopy: cfg.HTTPHeadersToCopy,
+		Checkers: check.NewRegistry(check.Options{
+			Version:           version,
+			ServiceNameHeader: cfg.ServiceNameHeader,
+			MySQLUsername:     cfg.MySQLUsername,
+			MySQLPassword:     cfg.MySQLPassword,
+		}),
+	}
+}
+
+func metricsOptions(cfg Config) metrics.Options {
+	return metrics.Options{MaxServices: cfg.MaxServices, MaxSources: cfg.MaxSourceIPs, SourceNetworks: cfg.SourceNetworks}
+}
+
+func (s *Server) logger() *zerolog.Logger { return s.log.Load() }
+
+// Metrics is the server's instrumentation, for tests and benchmarks.
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
+
+// Pipeline is the server's check pipeline.
+func (s *Server) Pipeline() *check.Pipeline { return s.pipeline }
+
+// Apply makes cfg the running configuration: cache, timeouts, checkers, label caps and remote
+// spool policy take effect for the next request. Listeners and the log destination are not
+// changed here.
+func (s *Server) Apply(cfg Config) {
+	s.pipeline.Configure(pipelineSettings(cfg, s.version))
+	s.metrics.SetOptions(metricsOptions(cfg))
+	s.cfg.Store(&cfg)
+}
+
+// SetLogger replaces the logger, e.g. after a reload changed log_path.
+func (s *Server) SetLogger(l zerolog.Logger) { s.log.Store(&l) }
+
+// ServeHTTP routes check requests straight to the pipeline and everything else to the mux.
+// Check paths bypass ServeMux on purpose: it would redirect any path that is not in canonical
+// form (a double slash in the query, a "..") with a 301, which HAProxy counts as a failed check.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Host == injectedHost {
+		r.Host = ""
+	}
+	path := r.URL.Path
+	if len(path) > 1 {
+		protocol, rest, _ := strings.Cut(path[1:], "/")
+		if _, known := s.pipelineProtocols()[protocol]; known && (protocol != "spool" || r.Method != http.MethodPost) {
+			s.handleCheck(w, r, protocol, rest)
+			return
+		}
+		if _, fixed := fixedRoots[protocol]; !fixed && strings.Count(path, "/") >= 3 {
+			// Looks like a check of a protocol we do not have: 404 through the pipeline, so it
+			// is counted like every other check request.
+			s.handleCheck(w, r, protocol, rest)
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// fixedRoots are the first path segments served by the mux.
+var fixedRoots = map[string]struct{}{"status": {}, "recent": {}, "metrics": {}, "spool": {}}
+
+func (s *Server) pipelineProtocols() check.Registry { return s.pipeline.Protocols() }
+
+func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, rest string) {
+	start := time.Now()
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed: checks are GET", http.StatusMethodNotAllowed)
+		return
+	}
+	service, rest, _ := strings.Cut(rest, "/")
+	port, query, _ := strings.Cut(rest, "/")
+	if r.Host != "" {
+		r.Header["Host"] = []string{r.Host}
+	}
+	answer := s.pipeline.Answer(check.Request{
+		Protocol: protocol,
+		Service:  service,
+		Port:     port,
+		Query:    query,
+		RawQuery: r.URL.RawQuery,
+		Header:   r.Header,
+		NoCache:  r.Header.Get("Pragma") == "no-cache",
+	})
+	h := w.Header()
+	h["Content-Type"] = textPlain
+	w.WriteHeader(answer.Code)
+	if r.Method != http.MethodHead {
+		w.Write([]byte(answer.Body))
+	}
+	source := remoteAddr(r)
+	elapsed := time.Since(start)
+	s.metrics.ObserveRequest(answer.Protocol, answer.Service, source, answer.Code, answer.Outcome, elapsed)
+	if answer.Service != "" {
+		s.seen.record(answer, source)
+	}
+	if s.verbose {
+		s.logger().Debug().Str("protocol", protocol).Str("service", service).Int("port", answer.Port).
+			Int("code", answer.Code).Str("result", string(answer.Outcome)).Str("cache", string(answer.Cache)).
+			Str("remote", r.RemoteAddr).Dur("elapsed", elapsed).Msg("check")
+	}
+}
+
+var textPlain = []string{"text/plain; charset=utf-8"}
+
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+type unreadableMark struct {
+	Mark  string `json:"mark"`
+	Error string `json:"error"`
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	marks, err := s.store.List()
+	status := map[string]any{
+		"cache":      s.pipeline.Cache().Stats(),
+		"uptime":     time.Since(s.started).Seconds(),
+		"version":    s.version,
+		"spool_root": s.store.Root(),
+	}
+	unreadable := []unreadableMark{}
+	for _, m := range marks {
+		if m.Err != nil {
+			unreadable = append(unreadable, unreadableMark{m.Name(), m.Err.Error()})
+		}
+	}
+	status["marks"] = len(marks)
+	status["unreadable_marks"] = unreadable
+	if err != nil {
+		status["spool_error"] = err.Error()
+	}
+	writeJSON(w, http.StatusOK, status)
+}
+
+func (s *Server) handleStatusCount(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"service_access_counts": s.seen.counts()})
+}
+
+func (s *Server) handleRecent(w http.ResponseWriter, r *http.Request) {
+	threshold := 600
+	if text := r.URL.Query().Get("threshold"); text != "" {
+		n, err := strconv.Atoi(text)
+		if err != nil || n < 0 {
+			http.Error(w, fmt.Sprintf("threshold must be a whole number of seconds, got %q", text), http.StatusBadRequest)
+			return
+		}
+		threshold = n
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"seen_services":     s.seen.recent(time.Now().Add(-time.Duration(threshold) * time.Second)),
+		"threshold_seconds": threshold,
+	})
+}
+
+// handleSpoolChange is POST /spool/<service>/<port>/status: the remote equivalent of
+// hadown/haup, off unless allow_remote_spool_changes, and then only from the allowed networks
+// and with the bearer token when one is configured.
+func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
+	cfg := s.cfg.Load()
+	source := remoteAddr(r)
+	log := s.logger().With().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Logger()
+	if !cfg.AllowRemoteSpoolChanges {
+		http.Error(w, "remote spool changes are disabled (allow_remote_spool_changes)", http.StatusForbidden)
+		return
+	}
+	if !addrIn(source, cfg.RemoteSpoolAllowedCIDRs) {
+		log.Warn().Msg("remote spool change refused: source not in remote_spool_allowed_cidrs")
+		http.Error(w, "source address not allowed to change the spool", http.StatusForbidden)
+		return
+	}
+	if cfg.RemoteSpoolToken != "" {
+		auth := r.Header.Get("Authorization")
+		token, ok := strings.CutPrefix(auth, "Bearer ")
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="hacheck"`)
+			http.Error(w, "a bearer token is required", http.StatusUnauthorized)
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(token), []byte(cfg.RemoteSpoolToken)) != 1 {
+			log.Warn().Msg("remote spool change refused: wrong token")
+			http.Error(w, "wrong token", http.StatusForbidden)
+			return
+		}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form: "+oneLine(err.Error()), http.StatusBadRequest)
+		return
+	}
+	service := r.PathValue("service")
+	port, err := strconv.Atoi(r.PathValue("port"))
+	if err != nil {
+		http.Error(w, fmt.Sprintf("invalid port %q", r.PathValue("port")), http.StatusBadRequest)
+		return
+	}
+	var change func() (any, error)
+	switch status := r.PostForm.Get("status"); status {
+	case "up":
+		change = func() (any, error) {
+			removed, err := s.store.Up(service, port)
+			return map[string]any{"service": service, "port": port, "status": "up", "removed": removed}, err
+		}
+	case "down":
+		expiration, err1 := formTime(r.PostForm.Get("expiration"))
+		creation, err2 := formTime(r.PostForm.Get("creation"))
+		if err := errors.Join(err1, err2); err != nil {
+			http.Error(w, oneLine(err.Error()), http.StatusBadRequest)
+			return
+		}
+		reason := r.PostForm.Get("reason")
+		change = func() (any, error) {
+			m, err := s.store.DownSince(service, port, reason, expiration, creation)
+			return map[string]any{"service": service, "port": port, "status": "down", "reason": m.Reason,
+				"creation": m.Creation.Unix(), "expiration": unixOrNil(m.Expiration)}, err
+		}
+	default:
+		http.Error(w, fmt.Sprintf("status must be up or down, got %q", status), http.StatusBadRequest)
+		return
+	}
+	result, err := change()
+	if err != nil {
+		code := http.StatusBadRequest
+		var access *spool.AccessError
+		if errors.As(err, &access) {
+			code = http.StatusInternalServerError
+		}
+		log.Warn().Err(err).Msg("remote spool change failed")
+		http.Error(w, oneLine(err.Error()), code)
+		return
+	}
+	log.Info().Str("service", service).Int("port", port).Str("status", r.PostForm.Get("status")).
+		Str("reason", r.PostForm.Get("reason")).Bool("token", cfg.RemoteSpoolToken != "").Msg("remote spool change")
+	writeJSON(w, http.StatusOK, result)
+}
+
+func formTime(text string) (time.Time, error) {
+	if text == "" || text == "null" {
+		return time.Time{}, nil
+	}
+	sec, err := strconv.ParseFloat(text, 64)
+	if err != nil || sec <= 0 || sec > 1<<40 {
+		return time.Time{}, fmt.Errorf("%q is not a unix time", text)
+	}
+	return time.Unix(0, int64(sec*1e9)), nil
+}
+
+func unixOrNil(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.Unix()
+}
+
+func addrIn(addr netip.Addr, prefixes []netip.Prefix) bool {
+	for _, p := range prefixes {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// seenServices remembers, per service, the last check's code, source and time (/recent) and
+// how often each source asked (/status/count), bounded by the metrics' label caps. It also logs
+// transitions between healthy and not, per service and port, at info: once per change, not per
+// check.
+type seenServices struct {
+	metrics  *metrics.Metrics
+	logger   func() *zerolog.Logger
+	services sync.Map // bounded service label -> *seenService
+}
+
+type seenService struct {
+	mu       sync.Mutex
+	code     int
+	remoteIP string
+	ts       time.Time
+	sources  map[string]int64
+	healthy  map[int]bool // by port
+}
+
+func newSeenServices(m *metrics.Metrics, logger func() *zerolog.Logger) *seenServices {
+	return &seenServices{metrics: m, logger: logger}
+}
+
+// maxPortsPerService bounds the transition memory of one service; checks of a service go to a
+// handful of ports in practice, so anything beyond is a client making ports up.
+const maxPortsPerService = 64
+
+func (s *seenServices) record(a check.Answer, source netip.Addr) {
+	name := s.metrics.ServiceLabel(a.Service)
+	v, ok := s.services.Load(name)
+	if !ok {
+		v, _ = s.services.LoadOrStore(name, &seenService{sources: map[string]int64{}, healthy: map[int]bool{}})
+	}
+	svc := v.(*seenService)
+	sourceLabel := s.metrics.SourceLabel(source)
+	healthy := a.Code >= 200 && a.Code < 300
+	svc.mu.Lock()
+	svc.code, svc.remoteIP, svc.ts = a.Code, source.String(), time.Now()
+	svc.sources[sourceLabel]++
+	was, known := svc.healthy[a.Port]
+	if known || len(svc.healthy) < maxPortsPerService {
+		svc.healthy[a.Port] = healthy
+	}
+	svc.mu.Unlock()
+	if known && was != healthy || !known && !healthy {
+		state := "UP"
+		if !healthy {
+			state = "DOWN"
+		}
+		s.logger().Info().Str("service", a.Service).Int("port", a.Port).Str("protocol", a.Protocol).
+			Int("code", a.Code).Str("result", string(a.Outcome)).Str("body", truncateRunes(a.Body, 200)).
+			Msgf("%s is %s", a.Service, state)
+	}
+}
+
+type seenEntry struct {
+	Code     int     `json:"code"`
+	RemoteIP string  `json:"remote_ip"`
+	TS       float64 `json:"ts"`
+}
+
+// recent lists services seen since the cutoff as [name, entry] pairs sorted by name, the shape
+// the Python hacheck's /recent had.
+func (s *seenServices) recent(since time.Time) [][2]any {
+	type pair struct {
+		name  string
+		entry seenEntry
+	}
+	var pairs []pair
+	s.services.Range(func(k, v any) bool {
+		svc := v.(*seenService)
+		svc.mu.Lock()
+		ts, code, ip := svc.ts, svc.code, svc.remoteIP
+		svc.mu.Unlock()
+		if !ts.Before(since) {
+			pairs = append(pairs, pair{k.(string), seenEntry{code, ip, float64(ts.UnixNano()) / 1e9}})
+		}
+		return true
+	})
+	slices.SortFunc(pairs, func(a, b pair) int { return strings.Compare(a.name, b.name) })
+	out := make([][2]any, len(pairs))
+	for i, p := range pairs {
+		out[i] = [2]any{p.name, p.entry}
+	}
+	return out
+}
+
+func (s *seenServices) counts() map[string]map[string]int64 {
+	out := map[string]map[string]int64{}
+	s.services.Range(func(k, v any) bool {
+		svc := v.(*seenService)
+		svc.mu.Lock()
+		m := make(map[string]int64, len(svc.sources))
+		for src, n := range svc.sources {
+			m[src] = n
+		}
+		svc.mu.Unlock()
+		out[k.(string)] = m
+		return true
+	})
+	return out
+}
+
+func truncateRunes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// Listen opens one listener per port on bind ("" = every address, IPv4 and IPv6), wrapped so
+// that Host-less HTTP/1.1 check requests are answered.
+func Listen(bind string, ports []int) ([]net.Listener, error) {
+	var listeners []net.Listener
+	for _, port := range ports {
+		addr := net.JoinHostPort(bind, strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, open := range listeners {
+				open.Close()
+			}
+			return nil, fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		listeners = append(listeners, Wrap(l))
+	}
+	return listeners, nil
+}
+
+// Wrap applies the Host-less HTTP/1.1 fix to a listener (Listen does it already).
+func Wrap(l net.Listener) net.Listener {
+	return hostFixListener{Listener: l, maxHeaderBytes: maxHeaderBytes}
+}
+
+// HTTPServer is the net/http server for s, with every limit set: header size, slow clients,
+// idle keep-alive connections, and a write deadline past the longest possible check.
+func (s *Server) HTTPServer() *http.Server {
+	cfg := s.cfg.Load()
+	return &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readHeaderTimeout + 5*time.Second,
+		WriteTimeout:      cfg.CheckTimeout + 10*time.Second,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          newStdLogger(s.logger),
+	}
+}
+
+// Serve serves on every listener until ctx is cancelled, then shuts down gracefully: no new
+// connections, running checks finish (bounded by shutdownGrace).
+func (s *Server) Serve(ctx context.Context, listeners []net.Listener, shutdownGrace time.Duration) error {
+	srv := s.HTTPServer()
+	errs := make(chan error, len(listeners))
+	for _, l := range listeners {
+		go func() { errs <- srv.Serve(l) }()
+	}
+	select {
+	case err := <-errs:
+		srv.Close()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// newStdLogger routes net/http's own complaints (TLS handshakes, accept errors, panics in
+// handlers) into the structured log.
+func newStdLogger(logger func() *zerolog.Logger) *log.Logger {
+	return log.New(stdLogWriter{logger}, "", 0)
+}
+
+type stdLogWriter struct{ logger func() *zerolog.Logger }
+
+func (w stdLogWriter) Write(p []byte) (int, error) {
+	w.logger().Warn().Str("source", "net/http").Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
