@@ -2,16 +2,24 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/hacheck/hacheck/server"
 	"github.com/hacheck/hacheck/spool"
 )
 
@@ -357,5 +365,101 @@ func TestConcurrentProcesses(t *testing.T) {
 			(services[writer%3] != svc && services[(writer+1)%3] != svc) {
 			t.Fatalf("%s holds %q, which no process wrote to it", svc, content.Reason)
 		}
+	}
+}
+
+// Missing access to the spool is exit 2 with the path and the access named. Tests run as root,
+// where permission bits do not apply, so the command runs as nobody.
+func TestSpoolAccessErrors(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the command as another user")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} { // t.TempDir's folders are 0700
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "hadown")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "spool")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name     string
+		args     []string
+		errorHas string
+	}{
+		{"hadown", []string{"--spool-root", root, "-r", "x", "web"}, "cannot write " + root + "/.hacheck.lock: "},
+		{"hadown", []string{"--spool-root", filepath.Join(root, "sub"), "-r", "x", "web"}, "cannot create " + filepath.Join(root, "sub")},
+		{"hacheck", []string{"serve", "--spool-root", filepath.Join(root, "sub"), "-p", "0"}, "cannot create " + filepath.Join(root, "sub")},
+	} {
+		cmd := exec.Command(bin, tt.args...)
+		cmd.Args[0] = tt.name
+		cmd.Env = append(os.Environ(), beMainEnv+"=1", "SUDO_USER=tester")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); cmd.ProcessState == nil {
+			t.Fatalf("cannot start %s as nobody: %v", bin, err)
+		}
+		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(stderr.String(), tt.errorHas) || !strings.Contains(stderr.String(), "permission denied") {
+			t.Errorf("%s %v as nobody: exit %d, %q; want exit 2 naming %q", tt.name, tt.args, code, stderr.String(), tt.errorHas)
+		}
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Fatalf("refused writes left %v", entries)
+	}
+}
+
+func TestHalistReadsRecent(t *testing.T) {
+	store := spool.New(t.TempDir())
+	srv := server.New(server.DefaultConfig(), server.Options{Store: store, Version: "test", Logger: zerolog.Nop()})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, []net.Listener{server.Wrap(l)}, 5*time.Second) }()
+	t.Cleanup(func() { cancel(); <-done })
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	for _, svc := range []string{"web", "api"} {
+		resp, err := http.Get("http://" + l.Addr().String() + "/spool/" + svc + "/0/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	var stdout, stderr bytes.Buffer
+	e := &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }, now: time.Now}
+	if code := run("halist", []string{"-p", port}, e); code != 0 {
+		t.Fatalf("halist: exit %d: %s", code, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "api\tcode=200\tfrom=127.0.0.1\t") || !strings.HasPrefix(lines[1], "web\t") {
+		t.Fatalf("halist = %q", stdout.String())
+	}
+	stdout.Reset()
+	if code := run("hacheck", []string{"list", "-p", port, "--json"}, e); code != 0 || !strings.Contains(stdout.String(), `"seen_services":[["api",`) {
+		t.Fatalf("list --json: exit %d %q", code, stdout.String())
+	}
+	l2, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedPort := strconv.Itoa(l2.Addr().(*net.TCPAddr).Port)
+	l2.Close()
+	stderr.Reset()
+	if code := run("halist", []string{"-p", closedPort}, e); code != 1 || strings.Count(stderr.String(), "\n") != 1 {
+		t.Fatalf("halist with no server: exit %d %q; want a one-line error and exit 1", code, stderr.String())
 	}
 }

@@ -62,16 +62,18 @@ func (s *Store) Now() time.Time { return s.now() }
 
 // EnsureRoot creates the root (mode 0750) if it is missing and checks that it can be read.
 func (s *Store) EnsureRoot() error {
+	// Every failure here is the server lacking what it needs of the root: all of them are
+	// AccessErrors, so the CLI exits 2 naming the path.
 	if err := os.MkdirAll(s.root, 0o750); err != nil {
-		return accessError(s.root, "create", err)
+		return &AccessError{Path: s.root, Access: "create", Err: err}
 	}
 	f, err := os.Open(s.root)
 	if err != nil {
-		return accessError(s.root, "read", err)
+		return &AccessError{Path: s.root, Access: "read", Err: err}
 	}
 	defer f.Close()
 	if _, err := f.Readdirnames(1); err != nil && err != io.EOF {
-		return accessError(s.root, "read", err)
+		return &AccessError{Path: s.root, Access: "read", Err: err}
 	}
 	return nil
 }
