@@ -35,12 +35,12 @@ func NewCache() *Cache {
 // for all concurrent callers of the same key) and caches its result for ttl. bypass (Pragma:
 // no-cache) skips a cached result but still joins a check already running, which is at least
 // as fresh as the request, and refreshes the cache with its own result.
-func (c *Cache) Get(key string, ttl time.Duration, bypass bool, fill func() Result) (Result, CacheResult) {
+func (c *Cache) Get(key []byte, ttl time.Duration, bypass bool, fill func() Result) (Result, CacheResult) {
 	c.gets.Add(1)
 	now := time.Now()
 	if !bypass {
 		c.mu.RLock()
-		e := c.entries[key]
+		e := c.entries[string(key)]
 		c.mu.RUnlock()
 		if e != nil {
 			select {
@@ -58,7 +58,7 @@ func (c *Cache) Get(key string, ttl time.Duration, bypass bool, fill func() Resu
 	}
 
 	c.mu.Lock()
-	e := c.entries[key]
+	e := c.entries[string(key)]
 	if e != nil {
 		select {
 		case <-e.done:
@@ -75,7 +75,7 @@ func (c *Cache) Get(key string, ttl time.Duration, bypass bool, fill func() Resu
 		}
 	}
 	e = &cacheEntry{done: make(chan struct{})}
-	c.entries[key] = e
+	c.entries[string(key)] = e
 	c.sweepLocked(now, ttl)
 	c.mu.Unlock()
 

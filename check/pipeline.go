@@ -20,8 +20,9 @@ type Request struct {
 	Port     string // the URL's decimal port text
 	Query    string // everything after /<protocol>/<service>/<port>/, may contain slashes
 	RawQuery string
-	Header   http.Header
-	NoCache  bool // Pragma: no-cache
+	Host     string      // the request's Host ("" when it had none); forwarded when "Host" is copied
+	Header   http.Header // as net/http parsed it: canonical keys
+	NoCache  bool        // Pragma: no-cache
 }
 
 // CacheResult says how the cache served a check; empty when no check was due (invalid request,
@@ -122,7 +123,7 @@ func (p *Pipeline) Answer(req Request) Answer {
 	if err != nil {
 		return Answer{Code: http.StatusBadRequest, Body: err.Error(), Outcome: OutcomeError, Protocol: req.Protocol, Service: req.Service}
 	}
-	if values := req.Header.Values(ServerStateHeader); len(values) > 0 {
+	if values := req.Header[ServerStateHeader]; len(values) > 0 {
 		if statePort, ok := ParseServerStatePort(values[0]); ok {
 			port = statePort
 		}
@@ -142,35 +143,19 @@ func (p *Pipeline) Answer(req Request) Answer {
 		answer.Outcome = OutcomeSpoolDown
 		return answer
 	}
-
 	if req.Protocol == "spool" {
 		// The spool gate was the whole check: nothing to run, nothing to cache.
 		answer.Code, answer.Outcome = http.StatusOK, OutcomeOK
 		return answer
 	}
 
-	target := Target{Service: req.Service, Port: port, Query: req.Query, RawQuery: req.RawQuery}
-	var key strings.Builder
-	key.Grow(len(req.Protocol) + len(req.Service) + len(req.Query) + len(req.RawQuery) + 16)
-	for _, part := range []string{req.Protocol, req.Service, strconv.Itoa(port), req.Query, req.RawQuery} {
-		key.WriteString(part)
-		key.WriteByte(0)
-	}
-	for _, name := range s.HeadersToCopy {
-		if values := req.Header.Values(name); len(values) > 0 {
-			if target.Header == nil {
-				target.Header = make(http.Header, len(s.HeadersToCopy))
-			}
-			target.Header[name] = values
-			for _, v := range values {
-				key.WriteString(v)
-				key.WriteByte(1)
-			}
-		}
-		key.WriteByte(0)
-	}
-
-	result, cacheResult := p.cache.Get(key.String(), s.CacheTTL, req.NoCache, func() Result {
+	// The key lives in a stack buffer: a cache hit, the common case by far, then allocates
+	// nothing (map lookups with string(bytes) do not copy).
+	var keyBuf [256]byte
+	key := appendCacheKey(keyBuf[:0], req, port, s.HeadersToCopy)
+	result, cacheResult := p.cache.Get(key, s.CacheTTL, req.NoCache, func() Result {
+		target := Target{Service: req.Service, Port: port, Query: req.Query, RawQuery: req.RawQuery,
+			Header: forwardedHeaders(req, s.HeadersToCopy)}
 		return p.runCheck(checker, req.Protocol, target, s.CheckTimeout)
 	})
 	p.observer.CacheServed(req.Protocol, cacheResult)
@@ -179,6 +164,56 @@ func (p *Pipeline) Answer(req Request) Answer {
 		answer.Code = http.StatusServiceUnavailable
 	}
 	return answer
+}
+
+// headerValues are the values of one canonical header name, Host included.
+func headerValues(req Request, name string) []string {
+	if name == "Host" {
+		if req.Host == "" {
+			return nil
+		}
+		return []string{req.Host}
+	}
+	return req.Header[name]
+}
+
+// appendCacheKey identifies a check: everything that can change what the upstream answers.
+// Fields are NUL-separated (NUL cannot occur in any of them); header values are \x01-separated.
+func appendCacheKey(key []byte, req Request, port int, headers []string) []byte {
+	key = append(key, req.Protocol...)
+	key = append(key, 0)
+	key = append(key, req.Service...)
+	key = append(key, 0)
+	key = strconv.AppendInt(key, int64(port), 10)
+	key = append(key, 0)
+	key = append(key, req.Query...)
+	key = append(key, 0)
+	key = append(key, req.RawQuery...)
+	for _, name := range headers {
+		key = append(key, 0)
+		if name == "Host" {
+			key = append(key, req.Host...)
+			continue
+		}
+		for _, v := range req.Header[name] {
+			key = append(key, v...)
+			key = append(key, 1)
+		}
+	}
+	return key
+}
+
+func forwardedHeaders(req Request, names []string) http.Header {
+	var out http.Header
+	for _, name := range names {
+		if values := headerValues(req, name); len(values) > 0 {
+			if out == nil {
+				out = make(http.Header, len(names))
+			}
+			out[name] = values
+		}
+	}
+	return out
 }
 
 // runCheck runs one upstream check under its own deadline. The context is not the requester's:

@@ -201,7 +201,7 @@ func TestHTTPCheckForwardsAndCaches(t *testing.T) {
 		w.Write([]byte("short and stout"))
 	})
 	p, _ := newTestPipeline(t, time.Hour)
-	req := Request{Protocol: "http", Service: "web", Port: backend.port(), Query: "health/deep", RawQuery: "a=b", Header: http.Header{"Host": {"web.example"}}}
+	req := Request{Protocol: "http", Service: "web", Port: backend.port(), Query: "health/deep", RawQuery: "a=b", Host: "web.example", Header: http.Header{}}
 	a := p.Answer(req)
 	if a.Code != http.StatusTeapot || a.Body != "short and stout" || a.Cache != CacheMiss {
 		t.Fatalf("got %+v", a)
@@ -226,7 +226,7 @@ func TestHTTPCheckForwardsAndCaches(t *testing.T) {
 		t.Fatalf("Pragma: no-cache made %d checks in all, want 2", n)
 	}
 	other := req
-	other.Header = http.Header{"Host": {"other.example"}}
+	other.Host = "other.example"
 	if a := p.Answer(other); a.Cache != CacheMiss {
 		t.Fatalf("a different forwarded Host must be a different cache key: %+v", a)
 	}

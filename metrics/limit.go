@@ -127,7 +127,7 @@ func (m *Metrics) SourceLabel(addr netip.Addr) string {
 
 // sourceCounter is the hacheck_requests_by_source_total child for addr, counting an overflow
 // when addr is folded into "other".
-func (m *Metrics) sourceCounter(addr netip.Addr) prometheus.Counter {
+func (m *Metrics) sourceCounter(addr netip.Addr) (string, prometheus.Counter) {
 	label, counter, overflow := m.sourceSeries(addr)
 	if overflow {
 		m.overflowSource.Inc()
@@ -135,7 +135,7 @@ func (m *Metrics) sourceCounter(addr netip.Addr) prometheus.Counter {
 	if counter == nil {
 		counter = lookup(&m.networkHandles, m, label, (*Metrics).newSourceCounter)
 	}
-	return counter
+	return label, counter
 }
 
 // sourceSeries resolves addr to its label and, for an admitted address, its counter (nil for

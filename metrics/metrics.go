@@ -293,7 +293,7 @@ func (m *Metrics) CacheServed(protocol string, result check.CacheResult) {
 // ObserveRequest records one answered check request: its counter (protocol "" counts as
 // "unknown", service "" as "invalid"), its source and its duration. A service or source beyond
 // its cap is counted as "other" and adds one to hacheck_label_overflow_total for that label.
-func (m *Metrics) ObserveRequest(protocol, service string, source netip.Addr, code int, outcome check.Outcome, elapsed time.Duration) {
+func (m *Metrics) ObserveRequest(protocol, service string, source netip.Addr, code int, outcome check.Outcome, elapsed time.Duration) RequestLabels {
 	p := m.protocolLabel(protocol)
 	s := LabelInvalid
 	if service != "" {
@@ -305,8 +305,18 @@ func (m *Metrics) ObserveRequest(protocol, service string, source netip.Addr, co
 	}
 	key := requestKey{protocol: p, service: s, code: code, outcome: outcomeLabel(outcome)}
 	lookup(&m.requestHandles, m, key, (*Metrics).newRequestCounter).Inc()
-	m.sourceCounter(source).Inc()
+	sourceLabel, counter := m.sourceCounter(source)
+	counter.Inc()
 	lookup(&m.requestObserver, m, p, (*Metrics).newRequestObserver).Observe(elapsed.Seconds())
+	return RequestLabels{Service: s, Source: sourceLabel}
+}
+
+// RequestLabels are the bounded label values a request was counted under, for anything else
+// that keeps per-service or per-source state (the server's /recent and /status/count) and must
+// stay within the same caps.
+type RequestLabels struct {
+	Service string
+	Source  string
 }
 
 // ConfigReloaded records the outcome of a configuration load at time at; a failure leaves the

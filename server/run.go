@@ -61,6 +61,11 @@ func Run(ctx context.Context, opts RunOptions, stderr io.Writer) error {
 	if err := store.EnsureRoot(); err != nil {
 		return err
 	}
+	if err := store.Watch(); err != nil {
+		logger.Warn().Err(err).Msg("spool changes are not watched; every check reads the mark files (slower, still correct)")
+	} else {
+		defer store.Close()
+	}
 	srv := New(cfg, Options{Store: store, Version: opts.Version, Logger: logger, Verbose: opts.Verbose})
 	warnUnreadableMarks(store, logger)
 

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -156,35 +157,43 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, r
 	}
 	service, rest, _ := strings.Cut(rest, "/")
 	port, query, _ := strings.Cut(rest, "/")
-	if r.Host != "" {
-		r.Header["Host"] = []string{r.Host}
-	}
 	answer := s.pipeline.Answer(check.Request{
 		Protocol: protocol,
 		Service:  service,
 		Port:     port,
 		Query:    query,
 		RawQuery: r.URL.RawQuery,
+		Host:     r.Host,
 		Header:   r.Header,
-		NoCache:  r.Header.Get("Pragma") == "no-cache",
+		NoCache:  isNoCache(r.Header["Pragma"]),
 	})
 	h := w.Header()
 	h["Content-Type"] = textPlain
 	w.WriteHeader(answer.Code)
 	if r.Method != http.MethodHead {
-		w.Write([]byte(answer.Body))
+		io.WriteString(w, answer.Body)
 	}
 	source := remoteAddr(r)
-	elapsed := time.Since(start)
-	s.metrics.ObserveRequest(answer.Protocol, answer.Service, source, answer.Code, answer.Outcome, elapsed)
+	end := time.Now()
+	elapsed := end.Sub(start)
+	labels := s.metrics.ObserveRequest(answer.Protocol, answer.Service, source, answer.Code, answer.Outcome, elapsed)
 	if answer.Service != "" {
-		s.seen.record(answer, source)
+		s.seen.record(answer, labels, source, end)
 	}
 	if s.verbose {
 		s.logger().Debug().Str("protocol", protocol).Str("service", service).Int("port", answer.Port).
 			Int("code", answer.Code).Str("result", string(answer.Outcome)).Str("cache", string(answer.Cache)).
 			Str("remote", r.RemoteAddr).Dur("elapsed", elapsed).Msg("check")
 	}
+}
+
+func isNoCache(pragma []string) bool {
+	for _, v := range pragma {
+		if strings.EqualFold(strings.TrimSpace(v), "no-cache") {
+			return true
+		}
+	}
+	return false
 }
 
 var textPlain = []string{"text/plain; charset=utf-8"}
@@ -217,6 +226,9 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		"uptime":     time.Since(s.started).Seconds(),
 		"version":    s.version,
 		"spool_root": s.store.Root(),
+		// false means the inotify watch is gone (root removed or moved): checks read the
+		// mark files directly, which is correct but slower.
+		"spool_watched": s.store.Watching(),
 	}
 	unreadable := []unreadableMark{}
 	for _, m := range marks {
@@ -375,10 +387,10 @@ type seenServices struct {
 type seenService struct {
 	mu       sync.Mutex
 	code     int
-	remoteIP string
+	remoteIP netip.Addr
 	ts       time.Time
-	sources  map[string]int64
-	healthy  map[int]bool // by port
+	sources  map[string]int64 // by bounded source label
+	healthy  map[int]bool     // by port
 }
 
 func newSeenServices(m *metrics.Metrics, logger func() *zerolog.Logger) *seenServices {
@@ -389,20 +401,20 @@ func newSeenServices(m *metrics.Metrics, logger func() *zerolog.Logger) *seenSer
 // handful of ports in practice, so anything beyond is a client making ports up.
 const maxPortsPerService = 64
 
-func (s *seenServices) record(a check.Answer, source netip.Addr) {
-	name := s.metrics.ServiceLabel(a.Service)
-	v, ok := s.services.Load(name)
+// record notes one answered check, under the labels the metrics counted it with (so /recent
+// and /status/count are bounded by the same caps).
+func (s *seenServices) record(a check.Answer, labels metrics.RequestLabels, source netip.Addr, now time.Time) {
+	v, ok := s.services.Load(labels.Service)
 	if !ok {
-		v, _ = s.services.LoadOrStore(name, &seenService{sources: map[string]int64{}, healthy: map[int]bool{}})
+		v, _ = s.services.LoadOrStore(labels.Service, &seenService{sources: map[string]int64{}, healthy: map[int]bool{}})
 	}
 	svc := v.(*seenService)
-	sourceLabel := s.metrics.SourceLabel(source)
 	healthy := a.Code >= 200 && a.Code < 300
 	svc.mu.Lock()
-	svc.code, svc.remoteIP, svc.ts = a.Code, source.String(), time.Now()
-	svc.sources[sourceLabel]++
+	svc.code, svc.remoteIP, svc.ts = a.Code, source, now
+	svc.sources[labels.Source]++
 	was, known := svc.healthy[a.Port]
-	if known || len(svc.healthy) < maxPortsPerService {
+	if !known && len(svc.healthy) < maxPortsPerService || known && was != healthy {
 		svc.healthy[a.Port] = healthy
 	}
 	svc.mu.Unlock()
@@ -437,7 +449,7 @@ func (s *seenServices) recent(since time.Time) [][2]any {
 		ts, code, ip := svc.ts, svc.code, svc.remoteIP
 		svc.mu.Unlock()
 		if !ts.Before(since) {
-			pairs = append(pairs, pair{k.(string), seenEntry{code, ip, float64(ts.UnixNano()) / 1e9}})
+			pairs = append(pairs, pair{k.(string), seenEntry{code, ip.String(), float64(ts.UnixNano()) / 1e9}})
 		}
 		return true
 	})

@@ -39,6 +39,10 @@ func startServer(t *testing.T, mutate func(*Config)) *testServer {
 		mutate(&cfg)
 	}
 	store := spool.New(t.TempDir())
+	if err := store.Watch(); err != nil { // as serve does
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
 	srv := New(cfg, Options{Store: store, Version: "test", Logger: zerolog.Nop()})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -32,11 +32,13 @@ const lockName = ".hacheck.lock"
 // tempPrefix starts every temporary file's name, so a crash mid-write leaves nothing that counts.
 const tempPrefix = ".hacheck-tmp-"
 
-// Store is the spool under one root directory. It holds no state besides its root and clock, so
-// a change made by any writer is visible to the very next read.
+// Store is the spool under one root directory. A change made by any writer is visible to the
+// very next read: without Watch every read opens the files, with it reads come from a snapshot
+// that is refreshed whenever the kernel reports a change in the root (see watch.go).
 type Store struct {
-	root string
-	now  func() time.Time
+	root  string
+	now   func() time.Time
+	watch *watcher // nil unless Watch was called
 }
 
 // Option configures a Store.
@@ -150,16 +152,27 @@ func (s *Store) readFile(name string) (Mark, bool) {
 // two.
 func (s *Store) Status(service string, port int) (m Mark, down bool) {
 	now := s.now()
-	if m, ok := s.Read(AllServices, 0); ok && !m.Expired(now) {
+	var snap *snapshot
+	if s.watch != nil {
+		snap = s.watch.current(s)
+	}
+	read := func(service string, port int) (Mark, bool) {
+		if snap != nil {
+			m, ok := snap.marks[markKey{service, port}]
+			return m, ok
+		}
+		return s.Read(service, port)
+	}
+	if m, ok := read(AllServices, 0); ok && !m.Expired(now) {
 		return m, true
 	}
 	if service != AllServices {
-		if m, ok := s.Read(service, 0); ok && !m.Expired(now) {
+		if m, ok := read(service, 0); ok && !m.Expired(now) {
 			return m, true
 		}
 	}
 	if port != 0 {
-		if m, ok := s.Read(service, port); ok && !m.Expired(now) {
+		if m, ok := read(service, port); ok && !m.Expired(now) {
 			return m, true
 		}
 	}

@@ -1,0 +1,173 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// (TIOCINQ is FIONREAD on Linux: how many bytes of events are queued.)
+//
+// The server asks the spool on every check request, thousands of times a second. Opening the
+// three candidate files each time costs three path lookups; instead, a watched store keeps a
+// parsed snapshot of the root and an inotify watch on it, and each request asks the kernel
+// (one non-consuming FIONREAD ioctl) whether anything changed since.
+//
+// Why this never serves a stale answer: inotify queues an event inside the writer's own
+// syscall (rename, unlink, write, chmod), before that syscall returns. So when a request
+// starts after a write finished, the write's event is either still queued (FIONREAD > 0: the
+// request refreshes) or was drained by a refresh, which clears the snapshot before draining and
+// stores the new one, read from disk after draining. A request that sees no queued event and a
+// non-nil snapshot therefore sees a snapshot at least as new as every finished write.
+
+const watchMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_CLOSE_WRITE |
+	unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
+
+type markKey struct {
+	service string
+	port    int
+}
+
+type snapshot struct {
+	marks map[markKey]Mark
+}
+
+type watcher struct {
+	fd   int
+	mu   sync.Mutex // serialises refreshes
+	snap atomic.Pointer[snapshot]
+	// dead is set when the kernel dropped the watch (root deleted, moved or unmounted); the
+	// store then reads files directly, which is always correct, only slower.
+	dead atomic.Bool
+}
+
+// Watch makes reads go through an inotify-backed snapshot of the root. The root must exist.
+// Without Watch (the CLI's case), every read opens the files. Close releases the watch.
+func (s *Store) Watch() error {
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("watch %s: inotify: %w", s.root, err)
+	}
+	if _, err := unix.InotifyAddWatch(fd, s.root, watchMask); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("watch %s: %w", s.root, err)
+	}
+	s.watch = &watcher{fd: fd}
+	return nil
+}
+
+// Watching reports whether reads are served from a live inotify snapshot.
+func (s *Store) Watching() bool { return s.watch != nil && !s.watch.dead.Load() }
+
+// Close releases the watch, if any.
+func (s *Store) Close() error {
+	if s.watch == nil {
+		return nil
+	}
+	s.watch.dead.Store(true)
+	return unix.Close(s.watch.fd)
+}
+
+// current returns a snapshot no older than the last finished write, or nil when the store must
+// read files directly.
+func (w *watcher) current(s *Store) *snapshot {
+	if w.dead.Load() {
+		return nil
+	}
+	if pending, err := queuedBytes(w.fd); err == nil && pending == 0 {
+		if snap := w.snap.Load(); snap != nil {
+			return snap
+		}
+	}
+	return w.refresh(s)
+}
+
+func (w *watcher) refresh(s *Store) *snapshot {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.dead.Load() {
+		return nil
+	}
+	pending, err := queuedBytes(w.fd)
+	if err != nil {
+		w.dead.Store(true)
+		return nil
+	}
+	if pending == 0 {
+		if snap := w.snap.Load(); snap != nil {
+			return snap // another request refreshed while this one waited
+		}
+	}
+	w.snap.Store(nil) // before draining: see the comment at the top of this file
+	if err := w.drain(); err != nil {
+		w.dead.Store(true)
+		return nil
+	}
+	snap, err := s.readSnapshot()
+	if err != nil {
+		return nil // the root is unreadable right now: read directly, try again next time
+	}
+	w.snap.Store(snap)
+	return snap
+}
+
+// drain consumes every queued event. It returns an error when the watch itself is gone.
+func (w *watcher) drain() error {
+	var buf [64 * (unix.SizeofInotifyEvent + unix.NAME_MAX + 1)]byte
+	for {
+		n, err := unix.Read(w.fd, buf[:])
+		if errors.Is(err, syscall.EAGAIN) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read inotify events: %w", err)
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			if ev.Mask&(unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_UNMOUNT) != 0 {
+				return errors.New("spool root watch removed")
+			}
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+		}
+	}
+}
+
+// readSnapshot reads every mark in the root, expired ones included (expiry is judged per
+// request, against the clock).
+func (s *Store) readSnapshot() (*snapshot, error) {
+	entries, err := os.ReadDir(s.root)
+	if err != nil {
+		return nil, err
+	}
+	snap := &snapshot{marks: make(map[markKey]Mark, len(entries))}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		service, port, ok := ParseFileName(e.Name())
+		if !ok {
+			continue
+		}
+		if m, ok := s.Read(service, port); ok {
+			snap.marks[markKey{service, port}] = m
+		}
+	}
+	return snap, nil
+}
+
+// queuedBytes is FIONREAD (TIOCINQ) on the inotify descriptor: how many bytes of events wait.
+// It never blocks, so it is issued as a raw syscall, without telling the Go scheduler.
+func queuedBytes(fd int) (int, error) {
+	var n int32
+	_, _, errno := unix.RawSyscall(unix.SYS_IOCTL, uintptr(fd), unix.TIOCINQ, uintptr(unsafe.Pointer(&n)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
