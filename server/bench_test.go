@@ -1,12 +1,21 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/hacheck/hacheck/check"
 	"github.com/hacheck/hacheck/spool"
 )
 
@@ -56,3 +65,89 @@ func replacePort(path string, backend *httptest.Server) string {
 
 func BenchmarkServeHTTPSpool(b *testing.B)      { benchServeHTTP(b, "/spool/web/0/") }
 func BenchmarkServeHTTPCachedHTTP(b *testing.B) { benchServeHTTP(b, "/http/web/P/health") }
+
+// BenchmarkCheckRequest is a check request as HAProxy makes it, over a real loopback
+// connection (keep-alive, so connection setup does not drown the difference), with hacheck's
+// instrumentation on and off: the cost of metrics on what a check really costs. The client
+// writes pre-built bytes and reads with a bare bufio parse, so little of ns/op is its own.
+func BenchmarkCheckRequest(b *testing.B) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer backend.Close()
+	for _, path := range []string{"/spool/web/0/", replacePort("/http/web/P/health", backend)} {
+		for _, instrumented := range []bool{true, false} {
+			// key=value names, so `benchstat -col /metrics` puts on and off side by side.
+			name := "path=" + strings.SplitN(path[1:], "/", 2)[0] + "/metrics=on"
+			if !instrumented {
+				name = "path=" + strings.SplitN(path[1:], "/", 2)[0] + "/metrics=off"
+			}
+			b.Run(name, func(b *testing.B) {
+				store := spool.New(b.TempDir())
+				if err := store.Watch(); err != nil {
+					b.Fatal(err)
+				}
+				defer store.Close()
+				srv := New(DefaultConfig(), Options{Store: store, Version: "bench", Logger: zerolog.Nop()})
+				if !instrumented {
+					srv.uninstrumented = true
+					srv.pipeline = check.NewPipeline(store, pipelineSettings(DefaultConfig(), "bench"), nil)
+				}
+				l, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- srv.Serve(ctx, []net.Listener{Wrap(l)}, 5*time.Second) }()
+				defer func() { cancel(); <-done }()
+				request := []byte("GET " + path + " HTTP/1.1\r\nHost: lb\r\n\r\n")
+				b.SetParallelism(8) // enough connections to keep the server busy, as a fleet does
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					conn, err := net.Dial("tcp", l.Addr().String())
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					defer conn.Close()
+					r := bufio.NewReaderSize(conn, 4096)
+					for pb.Next() {
+						if _, err := conn.Write(request); err != nil {
+							b.Error(err)
+							return
+						}
+						if err := readResponse(r); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+		}
+	}
+}
+
+// readResponse consumes one HTTP/1.1 response with a Content-Length, checking for 200.
+func readResponse(r *bufio.Reader) error {
+	status, err := r.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(status, []byte("HTTP/1.1 200")) {
+		return fmt.Errorf("unexpected status line %q", status)
+	}
+	length := 0
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
+			length, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+		}
+	}
+	_, err = r.Discard(length)
+	return err
+}
