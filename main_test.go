@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -461,5 +462,57 @@ func TestHalistReadsRecent(t *testing.T) {
 	stderr.Reset()
 	if code := run("halist", []string{"-p", closedPort}, e); code != 1 || strings.Count(stderr.String(), "\n") != 1 {
 		t.Fatalf("halist with no server: exit %d %q; want a one-line error and exit 1", code, stderr.String())
+	}
+}
+
+// The real process: SIGHUP reloads the config file and SIGTERM stops it gracefully (exit 0).
+func TestServeSignals(t *testing.T) {
+	dir := binDir(t)
+	config := filepath.Join(t.TempDir(), "hacheck.yml")
+	os.WriteFile(config, []byte("cache_time: 5\n"), 0o600)
+	cmd := command(dir, "hacheck", "serve", "-c", config, "-p", "0", "-B", "127.0.0.1", "--spool-root", t.TempDir())
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := bufio.NewScanner(stderr)
+	// waitLog reads the JSON log until a line with the message, returning it.
+	waitLog := func(message string) map[string]any {
+		t.Helper()
+		for lines.Scan() {
+			var entry map[string]any
+			if json.Unmarshal(lines.Bytes(), &entry) == nil && entry["message"] == message {
+				return entry
+			}
+		}
+		t.Fatalf("log ended before %q", message)
+		return nil
+	}
+	serving := waitLog("hacheck serving")
+	addr := serving["listen"].([]any)[0].(string)
+	resp, err := http.Get("http://" + addr + "/spool/web/0/")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("serving: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	os.WriteFile(config, []byte("cache_time: 7\n"), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	if entry := waitLog("config reloaded"); entry["cache_time_seconds"] != 7.0 {
+		t.Fatalf("reload applied %v, want cache_time 7", entry)
+	}
+	os.WriteFile(config, []byte("cache_time: -1\n"), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	if entry := waitLog("config reload failed; keeping the running configuration"); !strings.Contains(fmt.Sprint(entry["error"]), "cache_time") {
+		t.Fatalf("failed reload logged %v", entry)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitLog("hacheck stopped")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
 	}
 }

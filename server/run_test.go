@@ -1,0 +1,227 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// runServer starts Run with the given config file on two ephemeral ports (every address) and
+// returns the listeners' ports, the reload trigger and a stop function returning Run's error.
+func runServer(t *testing.T, configPath string) (ports []int, reload chan<- struct{}, stop func() error) {
+	t.Helper()
+	reloads := make(chan struct{})
+	ready := make(chan []net.Listener, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, RunOptions{
+			ConfigPath: configPath,
+			SpoolRoot:  filepath.Join(t.TempDir(), "spool"),
+			Ports:      []int{0, 0},
+			Version:    "test",
+			Reload:     reloads,
+			Ready:      func(ls []net.Listener) { ready <- ls },
+		}, io.Discard)
+	}()
+	select {
+	case ls := <-ready:
+		for _, l := range ls {
+			ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		}
+	case err := <-done:
+		cancel()
+		t.Fatalf("Run returned before serving: %v", err)
+	}
+	stopped := false
+	stop = func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		return <-done
+	}
+	t.Cleanup(func() { stop() })
+	return ports, reloads, stop
+}
+
+func httpGet(t *testing.T, url string, header ...string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestRunServesEveryPortOnIPv4AndIPv6(t *testing.T) {
+	ports, _, stop := runServer(t, "")
+	if len(ports) != 2 || ports[0] == ports[1] {
+		t.Fatalf("ports %v", ports)
+	}
+	for _, port := range ports {
+		for _, host := range []string{"127.0.0.1", "[::1]"} {
+			if code, _ := httpGet(t, fmt.Sprintf("http://%s:%d/spool/x/0/", host, port)); code != 200 {
+				t.Errorf("%s:%d answered %d", host, port, code)
+			}
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+	if _, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(ports[0])); err == nil {
+		t.Fatal("still listening after stop")
+	}
+}
+
+// SIGHUP (here: a value on the reload channel) applies a changed file; a broken file leaves
+// the running configuration in place and says so in /metrics.
+func TestRunReloadsConfig(t *testing.T) {
+	var seenHeader sync.Map
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seenHeader.Store(r.URL.Path, r.Header.Get("X-Service"))
+	}))
+	defer backend.Close()
+	backendPort := strconv.Itoa(backend.Listener.Addr().(*net.TCPAddr).Port)
+	config := filepath.Join(t.TempDir(), "hacheck.yml")
+	write := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(config, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("cache_time: 0\n")
+	ports, reload, _ := runServer(t, config)
+	base := "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	check := func(path string) string {
+		t.Helper()
+		if code, body := httpGet(t, base+"/http/web/"+backendPort+path); code != 200 {
+			t.Fatalf("check %s: %d %q", path, code, body)
+		}
+		v, _ := seenHeader.Load(path)
+		return v.(string)
+	}
+	if got := check("/before"); got != "" {
+		t.Fatalf("service-name header sent before it was configured: %q", got)
+	}
+	write("cache_time: 0\nservice_name_header: X-Service\n")
+	reload <- struct{}{}
+	reloaded := func(want string) {
+		t.Helper()
+		// The reload runs on Run's goroutine; the next metrics scrape after it says how it went.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+			_, body := httpGet(t, base+"/metrics")
+			if strings.Contains(body, "hacheck_config_last_reload_successful "+want) {
+				return
+			}
+			runtimeYield()
+		}
+		t.Fatalf("reload never reported hacheck_config_last_reload_successful %s", want)
+	}
+	reloaded("1")
+	if got := check("/after"); got != "web" {
+		t.Fatalf("service-name header after reload: %q, want web", got)
+	}
+	write("cache_time: [broken\n")
+	reload <- struct{}{}
+	reloaded("0")
+	if got := check("/after-broken"); got != "web" {
+		t.Fatalf("a broken reload must keep the running config; header %q", got)
+	}
+}
+
+func TestRunRefusesBadConfig(t *testing.T) {
+	config := filepath.Join(t.TempDir(), "bad.yml")
+	os.WriteFile(config, []byte("check_timeout: 0\n"), 0o600)
+	err := Run(context.Background(), RunOptions{ConfigPath: config, SpoolRoot: t.TempDir(), Ports: []int{0}}, io.Discard)
+	var cfgErr *ConfigError
+	if !asConfigError(err, &cfgErr) || !strings.Contains(err.Error(), "check_timeout") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Run with a bad config = %v; want a one-line ConfigError naming check_timeout", err)
+	}
+}
+
+// A hundred concurrent HAProxy checks of one cold key, against a service that takes its time:
+// one upstream check, and all hundred get its answer.
+func TestConcurrentColdChecksMakeOneUpstreamCheck(t *testing.T) {
+	release := make(chan struct{})
+	var upstream sync.WaitGroup
+	hits := 0
+	var mu sync.Mutex
+	port, _ := backendPort(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits++
+		mu.Unlock()
+		<-release
+		io.WriteString(w, "slow but fine")
+	})
+	ts := startServer(t, nil)
+	codes := make(chan int, 100)
+	for range 100 {
+		upstream.Add(1)
+		go func() {
+			defer upstream.Done()
+			code, _, _ := ts.get(t, "/http/web/"+port+"/health")
+			codes <- code
+		}()
+	}
+	for ts.Pipeline().Cache().Stats().Gets < 100 {
+		runtimeYield()
+	}
+	close(release)
+	upstream.Wait()
+	close(codes)
+	for code := range codes {
+		if code != 200 {
+			t.Fatalf("a coalesced request got %d", code)
+		}
+	}
+	if hits != 1 {
+		t.Fatalf("100 concurrent cold checks made %d upstream checks, want 1", hits)
+	}
+}
+
+// Client-invented service names cannot grow /status/count or /recent past the caps.
+func TestStatusCountsBounded(t *testing.T) {
+	ts := startServer(t, func(c *Config) { c.MaxServices = 10 })
+	for i := range 50 {
+		ts.get(t, "/spool/svc"+strconv.Itoa(i)+"/0/")
+	}
+	_, body, _ := ts.get(t, "/status/count")
+	var counts struct {
+		ServiceAccessCounts map[string]map[string]int `json:"service_access_counts"`
+	}
+	if err := json.Unmarshal([]byte(body), &counts); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(counts.ServiceAccessCounts); n != 11 || counts.ServiceAccessCounts["other"]["127.0.0.1"] != 40 {
+		t.Fatalf("/status/count has %d services (want 10 + other with 40): %s", n, body)
+	}
+	_, body, _ = ts.get(t, "/metrics")
+	if !strings.Contains(body, `hacheck_label_overflow_total{label="service"} 40`) {
+		t.Fatal("overflow not counted in /metrics")
+	}
+}
+
+func runtimeYield() { runtime.Gosched() }
+
+func asConfigError(err error, target **ConfigError) bool { return errors.As(err, target) }
