@@ -182,7 +182,7 @@ func (s *Store) Status(service string, port int) (m Mark, down bool) {
 // List returns every mark that counts now (unexpired or unreadable), sorted by service and port.
 // Entries that are not marks (dotfiles, temp files, symlinks, other names) are skipped.
 func (s *Store) List() ([]Mark, error) {
-	entries, err := os.ReadDir(s.root)
+	all, err := s.readAll()
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
@@ -190,7 +190,28 @@ func (s *Store) List() ([]Mark, error) {
 		return nil, accessError(s.root, "read", err)
 	}
 	now := s.now()
-	var marks []Mark
+	marks := all[:0]
+	for _, m := range all {
+		if !m.Expired(now) {
+			marks = append(marks, m)
+		}
+	}
+	slices.SortFunc(marks, func(a, b Mark) int {
+		if c := strings.Compare(a.Service, b.Service); c != 0 {
+			return c
+		}
+		return a.Port - b.Port
+	})
+	return marks, nil
+}
+
+// readAll reads every mark in the root, expired ones included, in directory order.
+func (s *Store) readAll() ([]Mark, error) {
+	entries, err := os.ReadDir(s.root)
+	if err != nil {
+		return nil, err
+	}
+	marks := make([]Mark, 0, len(entries))
 	for _, e := range entries {
 		if !e.Type().IsRegular() {
 			continue
@@ -199,18 +220,10 @@ func (s *Store) List() ([]Mark, error) {
 		if !ok {
 			continue
 		}
-		m, ok := s.Read(service, port)
-		if !ok || m.Expired(now) {
-			continue
+		if m, ok := s.Read(service, port); ok {
+			marks = append(marks, m)
 		}
-		marks = append(marks, m)
 	}
-	slices.SortFunc(marks, func(a, b Mark) int {
-		if c := strings.Compare(a.Service, b.Service); c != 0 {
-			return c
-		}
-		return a.Port - b.Port
-	})
 	return marks, nil
 }
 

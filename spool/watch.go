@@ -3,7 +3,6 @@ package spool
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -141,22 +140,13 @@ func (w *watcher) drain() error {
 // readSnapshot reads every mark in the root, expired ones included (expiry is judged per
 // request, against the clock).
 func (s *Store) readSnapshot() (*snapshot, error) {
-	entries, err := os.ReadDir(s.root)
+	marks, err := s.readAll()
 	if err != nil {
 		return nil, err
 	}
-	snap := &snapshot{marks: make(map[markKey]Mark, len(entries))}
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		service, port, ok := ParseFileName(e.Name())
-		if !ok {
-			continue
-		}
-		if m, ok := s.Read(service, port); ok {
-			snap.marks[markKey{service, port}] = m
-		}
+	snap := &snapshot{marks: make(map[markKey]Mark, len(marks))}
+	for _, m := range marks {
+		snap.marks[markKey{m.Service, m.Port}] = m
 	}
 	return snap, nil
 }
