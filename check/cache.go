@@ -17,7 +17,9 @@ type Cache struct {
 
 	lastSweep time.Time // guarded by mu
 
-	gets, hits, misses, coalesced, bypasses, sets, expirations atomic.Uint64
+	// Every Get ends in exactly one of hits, misses, coalesced or bypasses, so gets is their sum
+	// rather than one more atomic that every request on every core would write.
+	hits, misses, coalesced, bypasses, sets, expirations atomic.Uint64
 }
 
 type cacheEntry struct {
@@ -35,9 +37,9 @@ func NewCache() *Cache {
 // for all concurrent callers of the same key) and caches its result for ttl. bypass (Pragma:
 // no-cache) skips a cached result but still joins a check already running, which is at least
 // as fresh as the request, and refreshes the cache with its own result.
-func (c *Cache) Get(key []byte, ttl time.Duration, bypass bool, fill func() Result) (Result, CacheResult) {
-	c.gets.Add(1)
-	now := time.Now()
+//
+// now is the caller's reading of time.Now (its monotonic part decides freshness).
+func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, fill func() Result) (Result, CacheResult) {
 	if !bypass {
 		c.mu.RLock()
 		e := c.entries[string(key)]
@@ -139,8 +141,10 @@ func (c *Cache) Stats() CacheStats {
 	c.mu.RLock()
 	n := len(c.entries)
 	c.mu.RUnlock()
-	return CacheStats{
-		Gets: c.gets.Load(), Hits: c.hits.Load(), Misses: c.misses.Load(), Coalesced: c.coalesced.Load(),
+	stats := CacheStats{
+		Hits: c.hits.Load(), Misses: c.misses.Load(), Coalesced: c.coalesced.Load(),
 		Bypasses: c.bypasses.Load(), Sets: c.sets.Load(), Expirations: c.expirations.Load(), Entries: n,
 	}
+	stats.Gets = stats.Hits + stats.Misses + stats.Coalesced + stats.Bypasses
+	return stats
 }

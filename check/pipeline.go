@@ -23,6 +23,7 @@ type Request struct {
 	Host     string      // the request's Host ("" when it had none); forwarded when "Host" is copied
 	Header   http.Header // as net/http parsed it: canonical keys
 	NoCache  bool        // Pragma: no-cache
+	Start    time.Time   // when the request arrived (time.Now); zero means now
 }
 
 // CacheResult says how the cache served a check; empty when no check was due (invalid request,
@@ -129,8 +130,12 @@ func (p *Pipeline) Answer(req Request) Answer {
 		}
 	}
 	answer := Answer{Protocol: req.Protocol, Service: req.Service, Port: port}
+	now := req.Start
+	if now.IsZero() {
+		now = time.Now()
+	}
 
-	if mark, down := p.spool.Status(req.Service, port); down {
+	if mark, down := p.spool.StatusAt(req.Service, port, now); down {
 		name := req.Service
 		if mark.Service == spool.AllServices {
 			name = spool.AllServices
@@ -153,7 +158,7 @@ func (p *Pipeline) Answer(req Request) Answer {
 	// nothing (map lookups with string(bytes) do not copy).
 	var keyBuf [256]byte
 	key := appendCacheKey(keyBuf[:0], req, port, s.HeadersToCopy)
-	result, cacheResult := p.cache.Get(key, s.CacheTTL, req.NoCache, func() Result {
+	result, cacheResult := p.cache.Get(key, now, s.CacheTTL, req.NoCache, func() Result {
 		target := Target{Service: req.Service, Port: port, Query: req.Query, RawQuery: req.RawQuery,
 			Header: forwardedHeaders(req, s.HeadersToCopy)}
 		return p.runCheck(checker, req.Protocol, target, s.CheckTimeout)

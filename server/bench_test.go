@@ -151,3 +151,36 @@ func readResponse(r *bufio.Reader) error {
 	_, err = r.Discard(length)
 	return err
 }
+
+// BenchmarkServeHTTPSpread is cached /http checks spread over 1,000 services from 50 sources,
+// the label and cache spread of a fleet.
+func BenchmarkServeHTTPSpread(b *testing.B) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer backend.Close()
+	store := spool.New(b.TempDir())
+	if err := store.Watch(); err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	srv := New(DefaultConfig(), Options{Store: store, Version: "bench", Logger: zerolog.Nop()})
+	var requests []*http.Request
+	for i := range 1000 {
+		r := httptest.NewRequest(http.MethodGet, replacePort("/http/svc"+strconv.Itoa(i)+"/P/health", backend), nil)
+		r.RemoteAddr = "127.0.0." + strconv.Itoa(10+i%50) + ":40000"
+		requests = append(requests, r)
+	}
+	w := &discardWriter{h: http.Header{}}
+	for _, r := range requests { // warm the cache: the benchmark is of hits
+		srv.ServeHTTP(w, r)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		w := &discardWriter{h: http.Header{}}
+		i := 0
+		for pb.Next() {
+			srv.ServeHTTP(w, requests[i%len(requests)])
+			i += 7
+		}
+	})
+}

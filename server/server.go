@@ -169,6 +169,7 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, r
 		Host:     r.Host,
 		Header:   r.Header,
 		NoCache:  isNoCache(r.Header["Pragma"]),
+		Start:    start,
 	})
 	h := w.Header()
 	h["Content-Type"] = textPlain
@@ -390,13 +391,16 @@ type seenServices struct {
 	services sync.Map // bounded service label -> *seenService
 }
 
+// seenService is written by every check of the service from every core, so it is lock-free
+// and writes only what changed: the last-seen time at most once a second, the code and source
+// when they differ, the per-source count always (one atomic add).
 type seenService struct {
-	mu       sync.Mutex
-	code     int
-	remoteIP netip.Addr
-	ts       time.Time
-	sources  map[string]int64 // by bounded source label
-	healthy  map[int]bool     // by port
+	code     atomic.Int32
+	seconds  atomic.Int64 // unix seconds of the last check
+	remoteIP atomic.Pointer[netip.Addr]
+	sources  sync.Map // bounded source label -> *atomic.Int64
+	healthy  sync.Map // port -> *atomic.Bool, for transition logs
+	ports    atomic.Int32
 }
 
 func newSeenServices(m *metrics.Metrics, logger func() *zerolog.Logger) *seenServices {
@@ -412,19 +416,36 @@ const maxPortsPerService = 64
 func (s *seenServices) record(a check.Answer, labels metrics.RequestLabels, source netip.Addr, now time.Time) {
 	v, ok := s.services.Load(labels.Service)
 	if !ok {
-		v, _ = s.services.LoadOrStore(labels.Service, &seenService{sources: map[string]int64{}, healthy: map[int]bool{}})
+		v, _ = s.services.LoadOrStore(labels.Service, &seenService{})
 	}
 	svc := v.(*seenService)
-	healthy := a.Code >= 200 && a.Code < 300
-	svc.mu.Lock()
-	svc.code, svc.remoteIP, svc.ts = a.Code, source, now
-	svc.sources[labels.Source]++
-	was, known := svc.healthy[a.Port]
-	if !known && len(svc.healthy) < maxPortsPerService || known && was != healthy {
-		svc.healthy[a.Port] = healthy
+	if sec := now.Unix(); svc.seconds.Load() != sec {
+		svc.seconds.Store(sec)
 	}
-	svc.mu.Unlock()
-	if known && was != healthy || !known && !healthy {
+	if int(svc.code.Load()) != a.Code {
+		svc.code.Store(int32(a.Code))
+	}
+	if last := svc.remoteIP.Load(); last == nil || *last != source {
+		addr := source // a copy, so only a change allocates
+		svc.remoteIP.Store(&addr)
+	}
+	count, ok := svc.sources.Load(labels.Source)
+	if !ok {
+		count, _ = svc.sources.LoadOrStore(labels.Source, new(atomic.Int64))
+	}
+	count.(*atomic.Int64).Add(1)
+
+	healthy := a.Code >= 200 && a.Code < 300
+	changed, first := false, false
+	if state, ok := svc.healthy.Load(a.Port); ok {
+		changed = state.(*atomic.Bool).CompareAndSwap(!healthy, healthy)
+	} else if svc.ports.Add(1) <= maxPortsPerService {
+		state := new(atomic.Bool)
+		state.Store(healthy)
+		_, loaded := svc.healthy.LoadOrStore(a.Port, state)
+		first = !loaded
+	}
+	if changed || first && !healthy {
 		state := "UP"
 		if !healthy {
 			state = "DOWN"
@@ -451,11 +472,13 @@ func (s *seenServices) recent(since time.Time) [][2]any {
 	var pairs []pair
 	s.services.Range(func(k, v any) bool {
 		svc := v.(*seenService)
-		svc.mu.Lock()
-		ts, code, ip := svc.ts, svc.code, svc.remoteIP
-		svc.mu.Unlock()
+		ts := time.Unix(svc.seconds.Load(), 0)
+		ip := ""
+		if addr := svc.remoteIP.Load(); addr != nil {
+			ip = addr.String()
+		}
 		if !ts.Before(since) {
-			pairs = append(pairs, pair{k.(string), seenEntry{code, ip.String(), float64(ts.UnixNano()) / 1e9}})
+			pairs = append(pairs, pair{k.(string), seenEntry{int(svc.code.Load()), ip, float64(ts.Unix())}})
 		}
 		return true
 	})
@@ -470,13 +493,11 @@ func (s *seenServices) recent(since time.Time) [][2]any {
 func (s *seenServices) counts() map[string]map[string]int64 {
 	out := map[string]map[string]int64{}
 	s.services.Range(func(k, v any) bool {
-		svc := v.(*seenService)
-		svc.mu.Lock()
-		m := make(map[string]int64, len(svc.sources))
-		for src, n := range svc.sources {
-			m[src] = n
-		}
-		svc.mu.Unlock()
+		m := map[string]int64{}
+		v.(*seenService).sources.Range(func(src, n any) bool {
+			m[src.(string)] = n.(*atomic.Int64).Load()
+			return true
+		})
 		out[k.(string)] = m
 		return true
 	})

@@ -151,7 +151,11 @@ func (s *Store) readFile(name string) (Mark, bool) {
 // is returned. Expired marks count as up; unreadable ones as down. port 0 checks only the first
 // two.
 func (s *Store) Status(service string, port int) (m Mark, down bool) {
-	now := s.now()
+	return s.StatusAt(service, port, s.now())
+}
+
+// StatusAt is Status judged at now, for callers that already read the clock.
+func (s *Store) StatusAt(service string, port int, now time.Time) (m Mark, down bool) {
 	var snap *snapshot
 	if s.watch != nil {
 		snap = s.watch.current(s)
