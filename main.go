@@ -110,7 +110,7 @@ type downCmd struct {
 	spoolFlags
 	ServicePort    int           `short:"P" name:"service-port" default:"0" help:"Mark only this instance (port) down; 0 means the whole service."`
 	Reason         string        `short:"r" help:"Why the service is down; shown to HAProxy and in /metrics. Default: the user running the command."`
-	Expiration     int64         `short:"e" xor:"expiry" help:"Unix time at which the mark stops counting."`
+	Expiration     *int64        `short:"e" xor:"expiry" help:"Unix time at which the mark stops counting."`
 	For            string        `name:"for" xor:"expiry" placeholder:"DURATION" help:"Mark down for this long, e.g. 30m, 2h, 1d12h."`
 	JSON           bool          `name:"json" help:"Print the written marks as JSON."`
 	NonhumansFile  string        `name:"nonhumans-file" default:"/etc/nonhumans" hidden:"" help:"Accounts that must give a --reason."`
@@ -131,10 +131,10 @@ func (c *downCmd) Run(e *env) error {
 			return usageErrorf("--for %q: %v", c.For, err)
 		}
 		c.expirationTime = now.Add(d)
-	case c.Expiration != 0:
-		c.expirationTime = time.Unix(c.Expiration, 0)
+	case c.Expiration != nil:
+		c.expirationTime = time.Unix(*c.Expiration, 0)
 		if !c.expirationTime.After(now) {
-			return usageErrorf("--expiration %d (%s) is not in the future", c.Expiration, c.expirationTime.UTC().Format(time.RFC3339))
+			return usageErrorf("--expiration %d (%s) is not in the future", *c.Expiration, c.expirationTime.UTC().Format(time.RFC3339))
 		}
 	}
 	reason := c.Reason
@@ -174,6 +174,11 @@ func (c *statusCmd) Run(e *env) error {
 		return err
 	}
 	store := c.store(e)
+	// Fail closed is for the server and for single unreadable marks; a user who cannot read
+	// the spool at all must be told so, not shown every service DOWN.
+	if err := store.CheckReadable(); err != nil {
+		return err
+	}
 	type state struct {
 		Service string    `json:"service"`
 		Port    int       `json:"port"`
@@ -309,15 +314,18 @@ type markJSON struct {
 	Service    string   `json:"service"`
 	Port       int      `json:"port"`
 	Reason     string   `json:"reason"`
-	Creation   int64    `json:"creation"`
-	Expiration *int64   `json:"expiration"`
-	AgeSeconds float64  `json:"age_seconds"`
+	Creation   *int64   `json:"creation"`    // null when unknown (an unreadable mark)
+	Expiration *int64   `json:"expiration"`  // null: never expires
+	AgeSeconds *float64 `json:"age_seconds"` // null when the creation is unknown
 	Error      string   `json:"error,omitempty"`
-	_          struct{} `json:"-"`
 }
 
 func toMarkJSON(m spool.Mark, now time.Time) markJSON {
-	out := markJSON{Service: m.Service, Port: m.Port, Reason: m.Reason, Creation: m.Creation.Unix(), AgeSeconds: now.Sub(m.Creation).Seconds()}
+	out := markJSON{Service: m.Service, Port: m.Port, Reason: m.Reason}
+	if !m.Creation.IsZero() {
+		creation, age := m.Creation.Unix(), now.Sub(m.Creation).Seconds()
+		out.Creation, out.AgeSeconds = &creation, &age
+	}
 	if !m.Expiration.IsZero() {
 		exp := m.Expiration.Unix()
 		out.Expiration = &exp
@@ -341,11 +349,11 @@ func validateTargets(services []string, port int) error {
 	}
 	for _, svc := range services {
 		if err := spool.ValidateName(svc); err != nil {
-			return usageError{err.Error()}
+			return err
 		}
-	}
-	if err := spool.ValidatePort(port); err != nil {
-		return usageError{err.Error()}
+		if err := spool.ValidatePort(svc, port); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -489,17 +497,11 @@ func run(argv0 string, args []string, e *env) int {
 	var usage usageError
 	var access *spool.AccessError
 	var cfg *server.ConfigError
-	if errors.As(err, &usage) || errors.As(err, &access) || errors.As(err, &cfg) || isValidationError(err) {
+	var invalid *spool.InvalidError
+	if errors.As(err, &usage) || errors.As(err, &access) || errors.As(err, &cfg) || errors.As(err, &invalid) {
 		return exitUsage
 	}
 	return exitDown
-}
-
-// isValidationError reports the spool's refusals of bad names, ports and expirations, which are
-// bad input rather than failures.
-func isValidationError(err error) bool {
-	msg := err.Error()
-	return strings.HasPrefix(msg, "invalid service name") || strings.HasPrefix(msg, "invalid port") || strings.Contains(msg, "is not in the future")
 }
 
 func main() {
@@ -522,8 +524,12 @@ func (c *serveCmd) Run(e *env) error {
 		}
 	}
 	if c.CheckConfig {
-		_, warnings, err := server.LoadConfig(c.ConfigFile)
+		cfg, warnings, err := server.LoadConfig(c.ConfigFile)
 		if err != nil {
+			return &server.ConfigError{Err: err}
+		}
+		// What serve checks against the machine beyond the file itself.
+		if err := server.CheckRlimitNofile(cfg.RlimitNofile); err != nil {
 			return &server.ConfigError{Err: err}
 		}
 		for _, w := range warnings {

@@ -136,7 +136,7 @@ func TestInstanceAndHostWideMarks(t *testing.T) {
 	}
 	res = r.run("hacheck", "downed", "--json")
 	var marks []markJSON
-	if err := json.Unmarshal([]byte(res.stdout), &marks); err != nil || len(marks) != 2 || marks[1].Port != 8080 || marks[0].AgeSeconds != 5400 {
+	if err := json.Unmarshal([]byte(res.stdout), &marks); err != nil || len(marks) != 2 || marks[1].Port != 8080 || marks[0].AgeSeconds == nil || *marks[0].AgeSeconds != 5400 {
 		t.Fatalf("downed --json = %s (%v)", res.stdout, err)
 	}
 }
@@ -166,6 +166,9 @@ func TestBadInputWritesNothing(t *testing.T) {
 		errorHas string
 	}{
 		{[]string{"hadown", "-e", "1795400000", "web"}, 2, "is not in the future"},
+		{[]string{"hadown", "-e", "0", "web"}, 2, "is not in the future"},
+		{[]string{"hadown", "-P", "8080", "all"}, 2, "covers every port"},
+		{[]string{"haup", "-P", "8080", "all"}, 2, "covers every port"},
 		{[]string{"hadown", "../etc"}, 2, "must not start with '.'"},
 		{[]string{"hadown", ".x"}, 2, "must not start with '.'"},
 		{[]string{"hadown", "a/b"}, 2, "only letters"},
@@ -397,6 +400,10 @@ func TestSpoolAccessErrors(t *testing.T) {
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	private := filepath.Join(dir, "private")
+	if err := os.Mkdir(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		name     string
 		args     []string
@@ -405,6 +412,9 @@ func TestSpoolAccessErrors(t *testing.T) {
 		{"hadown", []string{"--spool-root", root, "-r", "x", "web"}, "cannot write " + root + "/.hacheck.lock: "},
 		{"hadown", []string{"--spool-root", filepath.Join(root, "sub"), "-r", "x", "web"}, "cannot create " + filepath.Join(root, "sub")},
 		{"hacheck", []string{"serve", "--spool-root", filepath.Join(root, "sub"), "-p", "0"}, "cannot create " + filepath.Join(root, "sub")},
+		// Not "DOWN" for everything: a user who cannot read the spool is told so.
+		{"hastatus", []string{"--spool-root", private, "web"}, "cannot read " + private},
+		{"hashowdowned", []string{"--spool-root", private}, "cannot read " + private},
 	} {
 		cmd := exec.Command(bin, tt.args...)
 		cmd.Args[0] = tt.name

@@ -38,8 +38,10 @@ func NewCache() *Cache {
 // no-cache) skips a cached result but still joins a check already running, which is at least
 // as fresh as the request, and refreshes the cache with its own result.
 //
-// now is the caller's reading of time.Now (its monotonic part decides freshness).
-func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, fill func() Result) (Result, CacheResult) {
+// now is the caller's reading of time.Now (its monotonic part decides freshness). changed is
+// true for the one caller whose check turned the key from healthy to not or back (or found it
+// unhealthy the first time): transitions are logged once, by that caller.
+func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, fill func() Result) (result Result, kind CacheResult, changed bool) {
 	if !bypass {
 		c.mu.RLock()
 		e := c.entries[string(key)]
@@ -49,39 +51,49 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 			case <-e.done:
 				if now.Before(e.expires) {
 					c.hits.Add(1)
-					return e.result, CacheHit
+					return e.result, CacheHit, false
 				}
 			default:
 				c.coalesced.Add(1)
 				<-e.done
-				return e.result, CacheCoalesced
+				return e.result, CacheCoalesced, false
 			}
 		}
 	}
 
 	c.mu.Lock()
-	e := c.entries[string(key)]
-	if e != nil {
+	previous := c.entries[string(key)]
+	if previous != nil {
 		select {
-		case <-e.done:
-			if !bypass && now.Before(e.expires) { // filled while we waited for the lock
+		case <-previous.done:
+			if !bypass && now.Before(previous.expires) { // filled while we waited for the lock
 				c.mu.Unlock()
 				c.hits.Add(1)
-				return e.result, CacheHit
+				return previous.result, CacheHit, false
 			}
 		default:
 			c.mu.Unlock()
 			c.coalesced.Add(1)
-			<-e.done
-			return e.result, CacheCoalesced
+			<-previous.done
+			return previous.result, CacheCoalesced, false
 		}
 	}
-	e = &cacheEntry{done: make(chan struct{})}
+	c.sweepLocked(now, ttl, false)
+	if len(c.entries) >= MaxCacheEntries {
+		c.sweepLocked(now, ttl, true)
+	}
+	if len(c.entries) >= MaxCacheEntries {
+		// Full of live keys: clients are inventing them. Check without caching rather than
+		// grow; the keys already cached (the real services) keep being served from it.
+		c.mu.Unlock()
+		c.misses.Add(1)
+		return fill(), CacheMiss, false
+	}
+	e := &cacheEntry{done: make(chan struct{})}
 	c.entries[string(key)] = e
-	c.sweepLocked(now, ttl)
 	c.mu.Unlock()
 
-	kind := CacheMiss
+	kind = CacheMiss
 	if bypass {
 		kind = CacheBypass
 		c.bypasses.Add(1)
@@ -102,13 +114,23 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 	e.expires = time.Now().Add(ttl)
 	close(e.done)
 	c.sets.Add(1)
-	return e.result, kind
+	if previous != nil {
+		changed = previous.result.Healthy() != e.result.Healthy()
+	} else {
+		changed = !e.result.Healthy()
+	}
+	return e.result, kind, changed
 }
 
-// sweepLocked drops expired entries at most once per ttl (and per second), so keys nobody asks
-// for any more (random service names, ports that went away) do not pile up. Callers hold mu.
-func (c *Cache) sweepLocked(now time.Time, ttl time.Duration) {
-	if now.Sub(c.lastSweep) < max(ttl, time.Second) {
+// MaxCacheEntries bounds the cache: keys are partly chosen by clients (service names, queries),
+// so without a bound anyone could grow it.
+const MaxCacheEntries = 50_000
+
+// sweepLocked drops expired entries at most once per ttl (and per second) unless forced, so keys
+// nobody asks for any more (random service names, ports that went away) do not pile up.
+// Callers hold mu.
+func (c *Cache) sweepLocked(now time.Time, ttl time.Duration, force bool) {
+	if !force && now.Sub(c.lastSweep) < max(ttl, time.Second) {
 		return
 	}
 	c.lastSweep = now

@@ -41,6 +41,9 @@ type Result struct {
 	Outcome Outcome
 }
 
+// Healthy reports whether HAProxy will count the answer as a passing check (2xx).
+func (r Result) Healthy() bool { return r.Code >= 200 && r.Code < 300 }
+
 // Checker checks one protocol. A failed check (down service, timeout, refused connection) is a
 // Result, never an error: Check returns an error only when it could not carry the check out at
 // all, and the pipeline answers that with 503 and outcome "error". Check must return by ctx's

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -58,7 +59,10 @@ func (c *mysqlChecker) Check(ctx context.Context, t Target) (Result, error) {
 	var serverErr *mysql.MySQLError
 	switch {
 	case errors.As(err, &serverErr):
-		return Result{Code: 500, Message: serverErr.Error(), Outcome: OutcomeUpstreamFail}, nil
+		// The server names the account ("Access denied for user 'x'@..."); the message goes to
+		// HAProxy and the logs, where credentials must not.
+		msg := strings.ReplaceAll(serverErr.Error(), "'"+c.username+"'", "'<mysql_username>'")
+		return Result{Code: 500, Message: msg, Outcome: OutcomeUpstreamFail}, nil
 	case err != nil:
 		return failure(ctx, err, elapsed), nil
 	}

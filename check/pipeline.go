@@ -51,6 +51,10 @@ type Answer struct {
 	Protocol string
 	Service  string
 	Port     int // the effective port (after X-Haproxy-Server-State)
+	// Changed is set on the one answer whose upstream check turned this check (protocol,
+	// service, port, query, ...) from healthy to not or back, or found it unhealthy first:
+	// the moment worth a log line.
+	Changed bool
 }
 
 // Observer is told about upstream checks as they run; metrics implement it. Methods must be
@@ -120,9 +124,13 @@ func (p *Pipeline) Answer(req Request) Answer {
 	if err := spool.ValidateName(req.Service); err != nil {
 		return Answer{Code: http.StatusBadRequest, Body: err.Error(), Outcome: OutcomeError, Protocol: req.Protocol}
 	}
-	port, err := parsePort(req.Port, NeedsPort(req.Protocol))
+	port, err := ParsePort(req.Port, NeedsPort(req.Protocol))
 	if err != nil {
 		return Answer{Code: http.StatusBadRequest, Body: err.Error(), Outcome: OutcomeError, Protocol: req.Protocol, Service: req.Service}
+	}
+	if len(req.Query)+len(req.RawQuery) > MaxQueryLen {
+		return Answer{Code: http.StatusRequestURITooLong, Body: fmt.Sprintf("query longer than %d bytes", MaxQueryLen),
+			Outcome: OutcomeError, Protocol: req.Protocol, Service: req.Service}
 	}
 	if values := req.Header[ServerStateHeader]; len(values) > 0 {
 		if statePort, ok := ParseServerStatePort(values[0]); ok {
@@ -158,13 +166,13 @@ func (p *Pipeline) Answer(req Request) Answer {
 	// nothing (map lookups with string(bytes) do not copy).
 	var keyBuf [256]byte
 	key := appendCacheKey(keyBuf[:0], req, port, s.HeadersToCopy)
-	result, cacheResult := p.cache.Get(key, now, s.CacheTTL, req.NoCache, func() Result {
+	result, cacheResult, changed := p.cache.Get(key, now, s.CacheTTL, req.NoCache, func() Result {
 		target := Target{Service: req.Service, Port: port, Query: req.Query, RawQuery: req.RawQuery,
 			Header: forwardedHeaders(req, s.HeadersToCopy)}
 		return p.runCheck(checker, req.Protocol, target, s.CheckTimeout)
 	})
 	p.observer.CacheServed(req.Protocol, cacheResult)
-	answer.Code, answer.Body, answer.Outcome, answer.Cache = result.Code, result.Message, result.Outcome, cacheResult
+	answer.Code, answer.Body, answer.Outcome, answer.Cache, answer.Changed = result.Code, result.Message, result.Outcome, cacheResult, changed
 	if answer.Code < 100 || answer.Code > 599 {
 		answer.Code = http.StatusServiceUnavailable
 	}
@@ -245,8 +253,13 @@ func (p *Pipeline) runCheck(checker Checker, protocol string, target Target, tim
 	return result
 }
 
-// parsePort accepts plain decimal digits only ("+80", " 80", "0x50" are not ports).
-func parsePort(text string, network bool) (int, error) {
+// MaxQueryLen bounds a check's path and query string together. Health-check URLs are short;
+// long ones would only let a client fill the cache with big keys.
+const MaxQueryLen = 1024
+
+// ParsePort accepts plain decimal digits only ("+80", " 80", "0x50", "-0" are not ports):
+// 0–65535, or 1–65535 when network is set.
+func ParsePort(text string, network bool) (int, error) {
 	if text == "" || len(text) > 5 || strings.TrimLeft(text, "0123456789") != "" {
 		return 0, fmt.Errorf("invalid port %q: must be a decimal number", truncate(text, 20))
 	}
@@ -270,7 +283,7 @@ func ParseServerStatePort(header string) (port int, ok bool) {
 		if !found || !strings.EqualFold(strings.TrimSpace(name), "port") {
 			continue
 		}
-		p, err := parsePort(strings.TrimSpace(value), true)
+		p, err := ParsePort(strings.TrimSpace(value), true)
 		if err != nil {
 			return 0, false
 		}

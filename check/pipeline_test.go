@@ -363,3 +363,35 @@ func TestCodesOutsideHTTPBecome503(t *testing.T) {
 }
 
 func runtimeYield() { runtime.Gosched() }
+
+func TestLongQueryRefused(t *testing.T) {
+	p, _ := newTestPipeline(t, time.Minute)
+	a := p.Answer(Request{Protocol: "http", Service: "web", Port: "80", Query: strings.Repeat("a", MaxQueryLen+1), Header: http.Header{}})
+	if a.Code != http.StatusRequestURITooLong {
+		t.Fatalf("got %d %q", a.Code, a.Body)
+	}
+}
+
+// Clients can invent keys; past MaxCacheEntries live keys new ones are checked uncached, and
+// the keys already cached keep being served from the cache.
+func TestCacheIsBounded(t *testing.T) {
+	c := NewCache()
+	now := time.Now()
+	fill := func() Result { return Result{Code: 200, Outcome: OutcomeOK} }
+	for i := range MaxCacheEntries {
+		c.Get([]byte("k"+strconv.Itoa(i)), now, time.Hour, false, fill)
+	}
+	if _, kind, _ := c.Get([]byte("one more"), now, time.Hour, false, fill); kind != CacheMiss {
+		t.Fatalf("got %s", kind)
+	}
+	if n := c.Stats().Entries; n != MaxCacheEntries {
+		t.Fatalf("cache holds %d entries, cap %d", n, MaxCacheEntries)
+	}
+	if _, kind, _ := c.Get([]byte("k7"), now, time.Hour, false, fill); kind != CacheHit {
+		t.Fatalf("a cached key must still hit: %s", kind)
+	}
+	// Once entries expire, room is made again.
+	if _, kind, _ := c.Get([]byte("later"), now.Add(2*time.Hour), time.Hour, false, fill); kind != CacheMiss || c.Stats().Entries != 1 {
+		t.Fatalf("expired entries not swept when full: %s, %d entries", kind, c.Stats().Entries)
+	}
+}

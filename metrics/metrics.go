@@ -53,8 +53,8 @@ var _ check.Observer = (*Metrics)(nil)
 const maxProtocols = 64
 
 // durationBuckets are the classic buckets of both latency histograms: from 100 µs (a cached
-// answer) to 10 s (the default check_timeout).
-var durationBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+// answer) to 300 s (the largest check_timeout the config accepts; the default is 10 s).
+var durationBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 
 // Options are the reloadable limits of the metrics. The zero value means the defaults.
 type Options struct {
@@ -379,4 +379,6 @@ func outcomeLabel(o check.Outcome) check.Outcome {
 	return check.OutcomeError
 }
 
-func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+// unixSeconds is t as Unix seconds. Not via UnixNano, which overflows int64 after the year 2262
+// (a spool mark's expiration is whatever hadown was given).
+func unixSeconds(t time.Time) float64 { return float64(t.Unix()) + float64(t.Nanosecond())/1e9 }

@@ -107,6 +107,10 @@ hacheck_request_duration_seconds_bucket{protocol="http",le="1"} 5
 hacheck_request_duration_seconds_bucket{protocol="http",le="2.5"} 5
 hacheck_request_duration_seconds_bucket{protocol="http",le="5"} 5
 hacheck_request_duration_seconds_bucket{protocol="http",le="10"} 5
+hacheck_request_duration_seconds_bucket{protocol="http",le="30"} 5
+hacheck_request_duration_seconds_bucket{protocol="http",le="60"} 5
+hacheck_request_duration_seconds_bucket{protocol="http",le="120"} 5
+hacheck_request_duration_seconds_bucket{protocol="http",le="300"} 5
 hacheck_request_duration_seconds_bucket{protocol="http",le="+Inf"} 5
 hacheck_request_duration_seconds_sum{protocol="http"} 0.75025
 hacheck_request_duration_seconds_count{protocol="http"} 5
@@ -126,6 +130,10 @@ hacheck_request_duration_seconds_bucket{protocol="tcp",le="1"} 1
 hacheck_request_duration_seconds_bucket{protocol="tcp",le="2.5"} 1
 hacheck_request_duration_seconds_bucket{protocol="tcp",le="5"} 1
 hacheck_request_duration_seconds_bucket{protocol="tcp",le="10"} 2
+hacheck_request_duration_seconds_bucket{protocol="tcp",le="30"} 2
+hacheck_request_duration_seconds_bucket{protocol="tcp",le="60"} 2
+hacheck_request_duration_seconds_bucket{protocol="tcp",le="120"} 2
+hacheck_request_duration_seconds_bucket{protocol="tcp",le="300"} 2
 hacheck_request_duration_seconds_bucket{protocol="tcp",le="+Inf"} 2
 hacheck_request_duration_seconds_sum{protocol="tcp"} 10.001
 hacheck_request_duration_seconds_count{protocol="tcp"} 2
@@ -145,6 +153,10 @@ hacheck_request_duration_seconds_bucket{protocol="unknown",le="1"} 1
 hacheck_request_duration_seconds_bucket{protocol="unknown",le="2.5"} 1
 hacheck_request_duration_seconds_bucket{protocol="unknown",le="5"} 1
 hacheck_request_duration_seconds_bucket{protocol="unknown",le="10"} 1
+hacheck_request_duration_seconds_bucket{protocol="unknown",le="30"} 1
+hacheck_request_duration_seconds_bucket{protocol="unknown",le="60"} 1
+hacheck_request_duration_seconds_bucket{protocol="unknown",le="120"} 1
+hacheck_request_duration_seconds_bucket{protocol="unknown",le="300"} 1
 hacheck_request_duration_seconds_bucket{protocol="unknown",le="+Inf"} 1
 hacheck_request_duration_seconds_sum{protocol="unknown"} 0
 hacheck_request_duration_seconds_count{protocol="unknown"} 1
@@ -200,6 +212,10 @@ hacheck_check_duration_seconds_bucket{protocol="http",result="upstream_fail",le=
 hacheck_check_duration_seconds_bucket{protocol="http",result="upstream_fail",le="2.5"} 1
 hacheck_check_duration_seconds_bucket{protocol="http",result="upstream_fail",le="5"} 1
 hacheck_check_duration_seconds_bucket{protocol="http",result="upstream_fail",le="10"} 1
+hacheck_check_duration_seconds_bucket{protocol="http",result="upstream_fail",le="30"} 1
+hacheck_check_duration_seconds_bucket{protocol="http",result="upstream_fail",le="60"} 1
+hacheck_check_duration_seconds_bucket{protocol="http",result="upstream_fail",le="120"} 1
+hacheck_check_duration_seconds_bucket{protocol="http",result="upstream_fail",le="300"} 1
 hacheck_check_duration_seconds_bucket{protocol="http",result="upstream_fail",le="+Inf"} 1
 hacheck_check_duration_seconds_sum{protocol="http",result="upstream_fail"} 2
 hacheck_check_duration_seconds_count{protocol="http",result="upstream_fail"} 1
@@ -565,5 +581,59 @@ func TestHandlerContinuesOnError(t *testing.T) {
 	defer logger.mu.Unlock()
 	if len(logger.lines) == 0 || !strings.Contains(strings.Join(logger.lines, "\n"), "broken on purpose") {
 		t.Errorf("ErrorLog got %q, want the collector's error", logger.lines)
+	}
+}
+
+// check_timeout may be up to 300 s, so slow checks and requests must still land in a finite
+// bucket rather than only in +Inf.
+func TestDurationBucketsReachMaxCheckTimeout(t *testing.T) {
+	m, _ := newTestMetrics(t, Options{})
+	m.CheckStarted("http")
+	m.CheckFinished("http", check.OutcomeTimeout, 45*time.Second)
+	m.CheckStarted("http")
+	m.CheckFinished("http", check.OutcomeTimeout, 300*time.Second)
+	request{"http", "web", "192.0.2.1", 503, check.OutcomeTimeout, 100 * time.Second}.observe(m)
+
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[float64]uint64{
+		"hacheck_check_duration_seconds":   {10: 0, 30: 0, 60: 1, 120: 1, 300: 2},
+		"hacheck_request_duration_seconds": {10: 0, 30: 0, 60: 0, 120: 1, 300: 1},
+	}
+	for _, mf := range families {
+		buckets, ok := want[mf.GetName()]
+		if !ok {
+			continue
+		}
+		delete(want, mf.GetName())
+		got := map[float64]uint64{}
+		for _, b := range mf.GetMetric()[0].GetHistogram().GetBucket() {
+			if _, ok := buckets[b.GetUpperBound()]; ok {
+				got[b.GetUpperBound()] = b.GetCumulativeCount()
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(buckets) {
+			t.Errorf("%s cumulative buckets %v, want %v", mf.GetName(), got, buckets)
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("families missing: %v", want)
+	}
+}
+
+func TestUnixSecondsBeyond2262(t *testing.T) {
+	for _, tc := range []struct {
+		t    time.Time
+		want float64
+	}{
+		{time.Unix(1735787045, 500_000_000), 1735787045.5},
+		{time.Unix(20_000_000_000, 0), 2e10}, // year 2603: UnixNano overflows
+		{time.Unix(1e12, 250_000_000), 1e12 + .25},
+	} {
+		if got := unixSeconds(tc.t); got != tc.want {
+			t.Errorf("unixSeconds(%v) = %v, want %v", tc.t, got, tc.want)
+		}
 	}
 }

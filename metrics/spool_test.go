@@ -157,3 +157,18 @@ func TestTruncateReason(t *testing.T) {
 		}
 	}
 }
+
+// A mark expiring after 2262 (where int64 nanoseconds overflow) still exports its real time.
+func TestSpoolMarkFarFutureExpiration(t *testing.T) {
+	m, store := newTestMetrics(t, Options{})
+	path := filepath.Join(store.Root(), "far")
+	if err := os.WriteFile(path, []byte(`{"reason":"x","expiration":20000000000,"creation":1750000000}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	compare(t, m, spoolHelp+`
+hacheck_spool_mark_creation_timestamp_seconds{port="0",service="far"} 1.75e+09
+hacheck_spool_mark_expiration_timestamp_seconds{port="0",service="far"} 2e+10
+hacheck_spool_marks_unreadable 0
+hacheck_spool_read_errors_total 0
+`, "hacheck_spool_mark_creation_timestamp_seconds", "hacheck_spool_mark_expiration_timestamp_seconds", "hacheck_spool_marks_unreadable", "hacheck_spool_read_errors_total")
+}

@@ -142,6 +142,10 @@ func ParseConfig(data []byte) (Config, []string, error) {
 	if cfg.AllowRemoteSpoolChanges && cfg.RemoteSpoolToken == "" && !allLoopbackPrefixes(cfg.RemoteSpoolAllowedCIDRs) {
 		d.warnings = append(d.warnings, "allow_remote_spool_changes: any host in remote_spool_allowed_cidrs may mark services down without a token (set remote_spool_token)")
 	}
+	if cfg.AgentPort != 0 {
+		// TODO: drop this once the HAProxy agent-check listener exists; nothing listens yet.
+		d.warnings = append(d.warnings, fmt.Sprintf("line %d: agent_port is not implemented yet and is ignored", d.lines["agent_port"]))
+	}
 	return cfg, d.warnings, nil
 }
 

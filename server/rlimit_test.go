@@ -73,3 +73,39 @@ func TestApplyRlimitNofileRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckRlimitNofile(t *testing.T) {
+	lim := keepRlimit(t)
+	ok := []string{"", "max", "1", fmt.Sprint(lim.Cur)}
+	if lim.Max < math.MaxUint64 {
+		ok = append(ok, fmt.Sprint(lim.Max))
+	}
+	for _, s := range ok {
+		if err := CheckRlimitNofile(s); err != nil {
+			t.Errorf("CheckRlimitNofile(%q) = %v, want nil", s, err)
+		}
+	}
+	type refusal struct{ setting, want string }
+	refused := []refusal{{"lots", `rlimit_nofile must be "max" or a positive integer, got "lots"`}, {"0", `rlimit_nofile must be "max" or a positive integer, got "0"`}}
+	if lim.Max < math.MaxUint64 {
+		above := lim.Max + 1
+		refused = append(refused, refusal{fmt.Sprint(above), fmt.Sprintf("rlimit_nofile %d is above the hard limit %d", above, lim.Max)})
+	} else {
+		t.Log("no hard limit: the above-the-hard-limit case cannot happen here")
+	}
+	for _, tc := range refused {
+		err := CheckRlimitNofile(tc.setting)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("CheckRlimitNofile(%q) = %v, want %q", tc.setting, err, tc.want)
+		}
+		// Same verdict as serve: ApplyRlimitNofile refuses it with the same error.
+		if _, _, aerr := ApplyRlimitNofile(tc.setting); aerr == nil || aerr.Error() != tc.want {
+			t.Errorf("ApplyRlimitNofile(%q) = %v, want %q like CheckRlimitNofile", tc.setting, aerr, tc.want)
+		}
+	}
+	// Checking changes nothing, not even for "1" or "max".
+	var now syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &now); err != nil || now != lim {
+		t.Errorf("limit is now %+v (%v), want %+v untouched", now, err, lim)
+	}
+}

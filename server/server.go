@@ -154,7 +154,11 @@ func (s *Server) pipelineProtocols() check.Registry { return s.pipeline.Protocol
 func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, rest string) {
 	start := time.Now()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
+		allow := "GET, HEAD"
+		if protocol == "spool" && strings.HasSuffix(r.URL.Path, "/status") {
+			allow = "GET, HEAD, POST" // POST /spool/<service>/<port>/status changes the spool
+		}
+		w.Header().Set("Allow", allow)
 		http.Error(w, "method not allowed: checks are GET", http.StatusMethodNotAllowed)
 		return
 	}
@@ -173,8 +177,12 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, r
 	})
 	h := w.Header()
 	h["Content-Type"] = textPlain
-	w.WriteHeader(answer.Code)
-	if r.Method != http.MethodHead {
+	if r.Method == http.MethodHead {
+		// What GET would send: net/http cannot know it without the body.
+		h["Content-Length"] = []string{strconv.Itoa(len(answer.Body))}
+		w.WriteHeader(answer.Code)
+	} else {
+		w.WriteHeader(answer.Code)
 		io.WriteString(w, answer.Body)
 	}
 	source := remoteAddr(r)
@@ -255,12 +263,15 @@ func (s *Server) handleStatusCount(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"service_access_counts": s.seen.counts()})
 }
 
+// maxRecentThreshold keeps threshold arithmetic far from overflow: ten years.
+const maxRecentThreshold = 10 * 365 * 24 * 3600
+
 func (s *Server) handleRecent(w http.ResponseWriter, r *http.Request) {
 	threshold := 600
 	if text := r.URL.Query().Get("threshold"); text != "" {
 		n, err := strconv.Atoi(text)
-		if err != nil || n < 0 {
-			http.Error(w, fmt.Sprintf("threshold must be a whole number of seconds, got %q", text), http.StatusBadRequest)
+		if err != nil || n < 0 || n > maxRecentThreshold {
+			http.Error(w, fmt.Sprintf("threshold must be a whole number of seconds up to %d, got %q", maxRecentThreshold, text), http.StatusBadRequest)
 			return
 		}
 		threshold = n
@@ -307,9 +318,9 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	service := r.PathValue("service")
-	port, err := strconv.Atoi(r.PathValue("port"))
+	port, err := check.ParsePort(r.PathValue("port"), false)
 	if err != nil {
-		http.Error(w, fmt.Sprintf("invalid port %q", r.PathValue("port")), http.StatusBadRequest)
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	var change func() (any, error)
@@ -389,6 +400,7 @@ type seenServices struct {
 	metrics  *metrics.Metrics
 	logger   func() *zerolog.Logger
 	services sync.Map // bounded service label -> *seenService
+	pairs    atomic.Int64
 }
 
 // seenService is written by every check of the service from every core, so it is lock-free
@@ -399,17 +411,16 @@ type seenService struct {
 	seconds  atomic.Int64 // unix seconds of the last check
 	remoteIP atomic.Pointer[netip.Addr]
 	sources  sync.Map // bounded source label -> *atomic.Int64
-	healthy  sync.Map // port -> *atomic.Bool, for transition logs
-	ports    atomic.Int32
 }
 
 func newSeenServices(m *metrics.Metrics, logger func() *zerolog.Logger) *seenServices {
 	return &seenServices{metrics: m, logger: logger}
 }
 
-// maxPortsPerService bounds the transition memory of one service; checks of a service go to a
-// handful of ports in practice, so anything beyond is a client making ports up.
-const maxPortsPerService = 64
+// maxSourcePairs bounds /status/count as a whole: each cap alone allows max_services ×
+// max_source_ips (service, source) pairs, the product the metrics avoid on purpose. Past it,
+// new pairs count under source "other".
+const maxSourcePairs = 20_000
 
 // record notes one answered check, under the labels the metrics counted it with (so /recent
 // and /status/count are bounded by the same caps).
@@ -431,23 +442,22 @@ func (s *seenServices) record(a check.Answer, labels metrics.RequestLabels, sour
 	}
 	count, ok := svc.sources.Load(labels.Source)
 	if !ok {
-		count, _ = svc.sources.LoadOrStore(labels.Source, new(atomic.Int64))
+		sourceLabel := labels.Source
+		if s.pairs.Add(1) > maxSourcePairs {
+			s.pairs.Add(-1)
+			sourceLabel = metrics.LabelOther
+		}
+		var loaded bool
+		count, loaded = svc.sources.LoadOrStore(sourceLabel, new(atomic.Int64))
+		if loaded && sourceLabel == labels.Source {
+			s.pairs.Add(-1)
+		}
 	}
 	count.(*atomic.Int64).Add(1)
 
-	healthy := a.Code >= 200 && a.Code < 300
-	changed, first := false, false
-	if state, ok := svc.healthy.Load(a.Port); ok {
-		changed = state.(*atomic.Bool).CompareAndSwap(!healthy, healthy)
-	} else if svc.ports.Add(1) <= maxPortsPerService {
-		state := new(atomic.Bool)
-		state.Store(healthy)
-		_, loaded := svc.healthy.LoadOrStore(a.Port, state)
-		first = !loaded
-	}
-	if changed || first && !healthy {
+	if a.Changed {
 		state := "UP"
-		if !healthy {
+		if a.Code < 200 || a.Code >= 300 {
 			state = "DOWN"
 		}
 		s.logger().Info().Str("service", a.Service).Int("port", a.Port).Str("protocol", a.Protocol).
@@ -542,15 +552,16 @@ func Wrap(l net.Listener) net.Listener {
 // HTTPServer is the net/http server for s, with every limit set: header size, slow clients,
 // idle keep-alive connections, and a write deadline past the longest possible check.
 func (s *Server) HTTPServer() *http.Server {
-	cfg := s.cfg.Load()
 	return &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readHeaderTimeout + 5*time.Second,
-		WriteTimeout:      cfg.CheckTimeout + 10*time.Second,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          newStdLogger(s.logger),
+		// From the largest check_timeout a reload may set, not the current one: the server
+		// outlives reloads, and a check still running must be able to answer.
+		WriteTimeout:   maxCheckTimeout + 10*time.Second,
+		IdleTimeout:    idleTimeout,
+		MaxHeaderBytes: maxHeaderBytes,
+		ErrorLog:       newStdLogger(s.logger),
 	}
 }
 

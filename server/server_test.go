@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -435,4 +437,84 @@ func FuzzAddHostIfMissing(f *testing.F) {
 
 func writeMarkFile(root, name, content string) error {
 	return os.WriteFile(filepath.Join(root, name), []byte(content), 0o644)
+}
+
+// lockedBuffer collects log lines written from several goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) lines(substr string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.buf.String(), substr)
+}
+
+// One info line per change of a check's health, not per check, and two different checks of
+// one service (spool and tcp here) do not make each other "flap".
+func TestTransitionsLoggedOncePerChange(t *testing.T) {
+	var logs lockedBuffer
+	ts := startServer(t, func(c *Config) { c.CacheTime = 0 })
+	ts.SetLogger(zerolog.New(&logs))
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	for range 5 {
+		ts.get(t, "/spool/api/"+port+"/")
+		ts.get(t, "/tcp/api/"+port+"/")
+	}
+	if n := logs.lines("api is"); n != 0 {
+		t.Fatalf("%d transition lines while nothing changed:\n%s", n, logs.buf.String())
+	}
+	l.Close()
+	for range 3 {
+		ts.get(t, "/tcp/api/"+port+"/")
+	}
+	if n := logs.lines("api is DOWN"); n != 1 {
+		t.Fatalf("%d DOWN lines, want 1:\n%s", n, logs.buf.String())
+	}
+}
+
+func TestHTTPDetails(t *testing.T) {
+	ts := startServer(t, func(c *Config) { c.AllowRemoteSpoolChanges = true })
+	ts.store.Down("web", 0, "maint", time.Time{})
+	req, _ := http.NewRequest(http.MethodHead, ts.base+"/spool/web/0/", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.ContentLength != int64(len("Service web in down state: maint")) {
+		t.Fatalf("HEAD: %d, Content-Length %d", resp.StatusCode, resp.ContentLength)
+	}
+	req, _ = http.NewRequest(http.MethodPut, ts.base+"/spool/web/0/status", nil)
+	resp, _ = http.DefaultClient.Do(req)
+	resp.Body.Close()
+	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD, POST" {
+		t.Fatalf("PUT on the spool API: %d, Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+	for _, port := range []string{"-0", "+80", "0x1"} {
+		resp, err := http.PostForm(ts.base+"/spool/web/"+port+"/status", url.Values{"status": {"up"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 400 {
+			t.Errorf("POST with port %q: %d, want 400", port, resp.StatusCode)
+		}
+	}
+	if _, down := ts.store.Status("web", 0); !down {
+		t.Fatal("a refused POST changed the spool")
+	}
+	for _, threshold := range []string{"9223372037", "99999999999999", "-1"} {
+		if code, _, _ := ts.get(t, "/recent?threshold="+threshold); code != 400 {
+			t.Errorf("threshold %s: %d, want 400", threshold, code)
+		}
+	}
 }

@@ -3,7 +3,6 @@ package spool
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -50,31 +49,43 @@ func FileName(service string, port int) string {
 	return service + ":" + strconv.Itoa(port)
 }
 
+// InvalidError is bad input refused before anything is touched: a name, a port, a time. The CLI
+// exits 2 on it and the HTTP API answers 400.
+type InvalidError struct{ msg string }
+
+func (e *InvalidError) Error() string { return e.msg }
+
+func invalidf(format string, args ...any) error { return &InvalidError{fmt.Sprintf(format, args...)} }
+
 // ValidateName reports why a service name is not valid: 1–128 bytes of [A-Za-z0-9_.-], not
 // starting with '.'. Such names are single path components, so they never leave the root.
 func ValidateName(name string) error {
 	if name == "" {
-		return errors.New("invalid service name: empty")
+		return invalidf("invalid service name: empty")
 	}
 	if len(name) > MaxNameLen {
-		return fmt.Errorf("invalid service name %.40q...: %d bytes, at most %d", name, len(name), MaxNameLen)
+		return invalidf("invalid service name %.40q...: %d bytes, at most %d", name, len(name), MaxNameLen)
 	}
 	if name[0] == '.' {
-		return fmt.Errorf("invalid service name %q: must not start with '.'", name)
+		return invalidf("invalid service name %q: must not start with '.'", name)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return fmt.Errorf("invalid service name %q: only letters, digits, '_', '.' and '-' are allowed", name)
+			return invalidf("invalid service name %q: only letters, digits, '_', '.' and '-' are allowed", name)
 		}
 	}
 	return nil
 }
 
-// ValidatePort reports why a mark's port is not valid: 0 (whole service) or 1–65535.
-func ValidatePort(port int) error {
+// ValidatePort reports why a mark's port is not valid for service: 0 (whole service) or
+// 1–65535, and only 0 for the host-wide mark "all", which has no instances.
+func ValidatePort(service string, port int) error {
 	if port < 0 || port > 65535 {
-		return fmt.Errorf("invalid port %d: must be 0 (whole service) or 1-65535", port)
+		return invalidf("invalid port %d: must be 0 (whole service) or 1-65535", port)
+	}
+	if service == AllServices && port != 0 {
+		return invalidf("invalid port %d: the host-wide mark %q covers every port and takes none", port, AllServices)
 	}
 	return nil
 }
@@ -91,7 +102,7 @@ func ParseFileName(name string) (service string, port int, ok bool) {
 		}
 		port = p
 	}
-	if ValidateName(service) != nil {
+	if ValidateName(service) != nil || ValidatePort(service, port) != nil {
 		return "", 0, false
 	}
 	return service, port, true
@@ -161,14 +172,15 @@ const maxUnixSeconds = 1 << 40
 
 func unixTime(sec float64) (time.Time, error) {
 	if math.IsNaN(sec) || math.IsInf(sec, 0) || sec < 0 || sec > maxUnixSeconds {
-		return time.Time{}, fmt.Errorf("%v is not a finite unix time", sec)
+		return time.Time{}, invalidf("%v is not a finite unix time", sec)
 	}
 	whole, frac := math.Modf(sec)
 	return time.Unix(int64(whole), int64(frac*1e9)), nil
 }
 
+// unixSeconds avoids UnixNano, which overflows after the year 2262.
 func unixSeconds(t time.Time) float64 {
-	return float64(t.UnixNano()) / 1e9
+	return float64(t.Unix()) + float64(t.Nanosecond())/1e9
 }
 
 // MarshalContent is the JSON written for a mark, unknown keys from the file it replaces included.

@@ -80,6 +80,27 @@ func (s *Store) EnsureRoot() error {
 	return nil
 }
 
+// CheckReadable reports an AccessError when the root exists but cannot be listed or searched
+// by this process. A missing root is fine: it holds no marks.
+func (s *Store) CheckReadable() error {
+	f, err := os.Open(s.root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return &AccessError{Path: s.root, Access: "read", Err: err}
+	}
+	defer f.Close()
+	if _, err := f.Readdirnames(1); err != nil && err != io.EOF {
+		return &AccessError{Path: s.root, Access: "read", Err: err}
+	}
+	// Listing needs read permission on the directory; opening the marks needs search (x).
+	if err := syscall.Access(s.root, 0x1 /* X_OK */); err != nil {
+		return &AccessError{Path: s.root, Access: "search", Err: err}
+	}
+	return nil
+}
+
 // AccessError says which access to which path was missing. The CLI exits 2 on it.
 type AccessError struct {
 	Path   string
@@ -105,6 +126,9 @@ func accessError(path, access string, err error) error {
 // not a regular file, which is never treated as a mark). Expired marks are returned; see
 // Mark.Expired.
 func (s *Store) Read(service string, port int) (m Mark, ok bool) {
+	if ValidateName(service) != nil || ValidatePort(service, port) != nil {
+		return Mark{}, false // not a name any mark can have, and never a path to open
+	}
 	name := FileName(service, port)
 	m, ok = s.readFile(name)
 	m.Service, m.Port = service, port
@@ -158,7 +182,7 @@ func (s *Store) Status(service string, port int) (m Mark, down bool) {
 func (s *Store) StatusAt(service string, port int, now time.Time) (m Mark, down bool) {
 	var snap *snapshot
 	if s.watch != nil {
-		snap = s.watch.current(s)
+		snap = s.watch.current(s, now)
 	}
 	read := func(service string, port int) (Mark, bool) {
 		if snap != nil {
@@ -245,16 +269,21 @@ func (s *Store) DownSince(service string, port int, reason string, expiration, c
 	if err := ValidateName(service); err != nil {
 		return Mark{}, err
 	}
-	if err := ValidatePort(port); err != nil {
+	if err := ValidatePort(service, port); err != nil {
 		return Mark{}, err
 	}
 	now := s.now()
 	if !expiration.IsZero() {
 		if !expiration.After(now) {
-			return Mark{}, fmt.Errorf("expiration %s is not in the future", expiration.UTC().Format(time.RFC3339))
+			return Mark{}, invalidf("expiration %s is not in the future", expiration.UTC().Format(time.RFC3339))
 		}
 		if _, err := unixTime(unixSeconds(expiration)); err != nil {
-			return Mark{}, fmt.Errorf("expiration: %w", err)
+			return Mark{}, invalidf("expiration: %v", err)
+		}
+	}
+	if !creation.IsZero() {
+		if _, err := unixTime(unixSeconds(creation)); err != nil {
+			return Mark{}, invalidf("creation: %v", err)
 		}
 	}
 	if err := os.MkdirAll(s.root, 0o750); err != nil {
@@ -291,7 +320,7 @@ func (s *Store) Up(service string, port int) (removed bool, err error) {
 	if err := ValidateName(service); err != nil {
 		return false, err
 	}
-	if err := ValidatePort(port); err != nil {
+	if err := ValidatePort(service, port); err != nil {
 		return false, err
 	}
 	if _, err := os.Stat(s.root); errors.Is(err, fs.ErrNotExist) {

@@ -302,3 +302,32 @@ func TestEnsureRootCreatesWithMode(t *testing.T) {
 		t.Fatalf("root mode = %v, %v; want 0750", info.Mode(), err)
 	}
 }
+
+// Times past 2262 (where UnixNano overflows) are written and read back as they are.
+func TestFarFutureTimes(t *testing.T) {
+	s, clock := newTestStore(t)
+	far := time.Unix(20000000000, 0) // the year 2603
+	mustDown(t, s, "web", 0, "long", far)
+	data, _ := os.ReadFile(filepath.Join(s.Root(), "web"))
+	if !strings.Contains(string(data), `"expiration":20000000000`) {
+		t.Fatalf("written %s", data)
+	}
+	if m, down := s.Status("web", 0); !down || !m.Expiration.Equal(far) {
+		t.Fatalf("Status = %+v, %v", m, down)
+	}
+	if _, err := s.DownSince("api", 0, "r", time.Time{}, time.Unix(1<<41, 0)); err == nil {
+		t.Fatal("a creation beyond the representable range must be refused")
+	}
+	_ = clock
+}
+
+func TestAllTakesNoPort(t *testing.T) {
+	s, _ := newTestStore(t)
+	if _, err := s.Down("all", 8080, "r", time.Time{}); err == nil || !strings.Contains(err.Error(), "takes none") {
+		t.Fatalf("Down(all, 8080) = %v", err)
+	}
+	writeFile(t, s.Root(), "all:8080", "written by hand")
+	if marks, _ := s.List(); len(marks) != 0 {
+		t.Fatalf("all:8080 is no mark but was listed: %+v", marks)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -38,13 +39,24 @@ type snapshot struct {
 }
 
 type watcher struct {
-	fd   int
-	mu   sync.Mutex // serialises refreshes
-	snap atomic.Pointer[snapshot]
-	// dead is set when the kernel dropped the watch (root deleted, moved or unmounted); the
-	// store then reads files directly, which is always correct, only slower.
+	fd     int
+	mu     sync.Mutex // serialises refreshes and Close
+	closed bool       // guarded by mu
+	snap   atomic.Pointer[snapshot]
+	// dead is set when the watch no longer describes the root: the kernel dropped it (root
+	// deleted, moved or unmounted) or the root path now leads to another directory. The store
+	// then reads files directly, which is always correct, only slower.
 	dead atomic.Bool
+	// The watched directory's identity. inotify says nothing when something is mounted over
+	// the root, a symlinked root is pointed elsewhere or a parent directory is replaced, so
+	// the path is compared with it once a second (nextIdentityCheck, unix nanoseconds).
+	dev, ino          uint64
+	nextIdentityCheck atomic.Int64
 }
+
+// identityCheckInterval bounds how long a replaced root can go unnoticed. Checking on every
+// request would cost a path lookup each, which is what the watch exists to avoid.
+const identityCheckInterval = time.Second
 
 // Watch makes reads go through an inotify-backed snapshot of the root. The root must exist.
 // Without Watch (the CLI's case), every read opens the files. Close releases the watch.
@@ -57,27 +69,47 @@ func (s *Store) Watch() error {
 		unix.Close(fd)
 		return fmt.Errorf("watch %s: %w", s.root, err)
 	}
-	s.watch = &watcher{fd: fd}
+	var st unix.Stat_t
+	if err := unix.Stat(s.root, &st); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("watch %s: %w", s.root, err)
+	}
+	s.watch = &watcher{fd: fd, dev: st.Dev, ino: st.Ino}
 	return nil
 }
 
 // Watching reports whether reads are served from a live inotify snapshot.
 func (s *Store) Watching() bool { return s.watch != nil && !s.watch.dead.Load() }
 
-// Close releases the watch, if any.
+// Close releases the watch, if any; reads then open files directly. It may be called twice.
 func (s *Store) Close() error {
-	if s.watch == nil {
+	w := s.watch
+	if w == nil {
 		return nil
 	}
-	s.watch.dead.Store(true)
-	return unix.Close(s.watch.fd)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	w.dead.Store(true)
+	return unix.Close(w.fd)
 }
 
 // current returns a snapshot no older than the last finished write, or nil when the store must
 // read files directly.
-func (w *watcher) current(s *Store) *snapshot {
+func (w *watcher) current(s *Store, now time.Time) *snapshot {
 	if w.dead.Load() {
 		return nil
+	}
+	if n := now.UnixNano(); n >= w.nextIdentityCheck.Load() {
+		w.nextIdentityCheck.Store(n + int64(identityCheckInterval))
+		var st unix.Stat_t
+		if err := unix.Stat(s.root, &st); err != nil || st.Dev != w.dev || st.Ino != w.ino {
+			w.dead.Store(true)
+			return nil
+		}
 	}
 	if pending, err := queuedBytes(w.fd); err == nil && pending == 0 {
 		if snap := w.snap.Load(); snap != nil {

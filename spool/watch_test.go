@@ -137,3 +137,51 @@ func BenchmarkStatus(b *testing.B) {
 		})
 	}
 }
+
+// inotify says nothing when the root path starts leading to another directory (a mount over
+// it, a symlink pointed elsewhere); within a second the store notices and reads the path.
+func TestWatchedRootReplaced(t *testing.T) {
+	dir := t.TempDir()
+	first, second := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	os.Mkdir(first, 0o755)
+	os.Mkdir(second, 0o755)
+	root := filepath.Join(dir, "spool")
+	if err := os.Symlink(first, root); err != nil {
+		t.Fatal(err)
+	}
+	clock := &fakeClock{now: time.Unix(1750000000, 0)}
+	s := New(root, WithClock(clock.Now))
+	if err := s.Watch(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, down := s.Status("web", 0); down {
+		t.Fatal("empty spool says down")
+	}
+	writeFile(t, second, "web", "in the new root")
+	os.Remove(root)
+	if err := os.Symlink(second, root); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(identityCheckInterval)
+	if m, down := s.Status("web", 0); !down || m.Reason != "in the new root" {
+		t.Fatalf("replaced root not noticed: %+v %v", m, down)
+	}
+	if s.Watching() {
+		t.Fatal("the watch of the old directory must be reported dead")
+	}
+}
+
+func TestCloseTwice(t *testing.T) {
+	s, _ := newWatchedStore(t)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	mustDown(t, s, "web", 0, "after close", time.Time{})
+	if m, down := s.Status("web", 0); !down || m.Reason != "after close" {
+		t.Fatalf("a closed store must read files directly: %+v", m)
+	}
+}
