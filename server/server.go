@@ -175,9 +175,12 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, r
 		NoCache:  isNoCache(r.Header["Pragma"]),
 		Start:    start,
 	})
-	h := w.Header()
-	h["Content-Type"] = textPlain
+	// No explicit Content-Type: touching the header map makes net/http copy it for every
+	// response, and its sniffing labels our texts text/plain; charset=utf-8 all the same
+	// (an empty body, the common 200, is not even sniffed).
 	if r.Method == http.MethodHead {
+		h := w.Header()
+		h["Content-Type"] = textPlain
 		// What GET would send: net/http cannot know it without the body.
 		h["Content-Length"] = []string{strconv.Itoa(len(answer.Body))}
 		w.WriteHeader(answer.Code)
