@@ -11,11 +11,20 @@ import (
 // requests ask for one cold key at once, one upstream check runs and they all share its result.
 // Failures are cached like successes, so a down service is not hammered either. Expiry uses the
 // monotonic clock (time.Now's reading), so wall-clock jumps neither extend nor cut a TTL.
+//
+// Every check request reads the cache from both cores, so hits take no lock: they look the key
+// up in an immutable map published through an atomic pointer. A key's entry is created once
+// and its state swapped in place on every refresh, so the published map only needs to change
+// when keys are added or swept; a new key becomes visible there after a number of slower
+// lookups proportional to the cache's size, which keeps republishing amortised O(1) (the
+// scheme of sync.Map, with string keys that need no allocation to look up).
 type Cache struct {
-	mu      sync.RWMutex
-	entries map[string]*cacheEntry
+	read atomic.Pointer[map[string]*cacheEntry] // published, never modified
 
-	lastSweep time.Time // guarded by mu
+	mu          sync.Mutex
+	entries     map[string]*cacheEntry // authoritative; guarded by mu
+	unpublished int                    // lookups that needed entries, since the last publish
+	lastSweep   time.Time
 
 	// Every Get ends in exactly one of hits, misses, coalesced or bypasses, so gets is their sum
 	// rather than one more atomic that every request on every core would write.
@@ -23,6 +32,10 @@ type Cache struct {
 }
 
 type cacheEntry struct {
+	state atomic.Pointer[entryState] // nil until the first check of the key starts
+}
+
+type entryState struct {
 	done    chan struct{} // closed once result and expires are set
 	result  Result
 	expires time.Time
@@ -30,7 +43,9 @@ type cacheEntry struct {
 
 // NewCache returns an empty cache.
 func NewCache() *Cache {
-	return &Cache{entries: make(map[string]*cacheEntry), lastSweep: time.Now()}
+	c := &Cache{entries: make(map[string]*cacheEntry), lastSweep: time.Now()}
+	c.publishLocked()
+	return c
 }
 
 // Get returns the cached result for key if it is younger than ttl; otherwise it runs fill (once
@@ -43,26 +58,44 @@ func NewCache() *Cache {
 // unhealthy the first time): transitions are logged once, by that caller.
 func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, fill func() Result) (result Result, kind CacheResult, changed bool) {
 	if !bypass {
-		c.mu.RLock()
-		e := c.entries[string(key)]
-		c.mu.RUnlock()
-		if e != nil {
-			select {
-			case <-e.done:
-				if now.Before(e.expires) {
-					c.hits.Add(1)
-					return e.result, CacheHit, false
+		if e := (*c.read.Load())[string(key)]; e != nil {
+			if st := e.state.Load(); st != nil {
+				select {
+				case <-st.done:
+					if now.Before(st.expires) {
+						c.hits.Add(1)
+						return st.result, CacheHit, false
+					}
+				default:
+					c.coalesced.Add(1)
+					<-st.done
+					return st.result, CacheCoalesced, false
 				}
-			default:
-				c.coalesced.Add(1)
-				<-e.done
-				return e.result, CacheCoalesced, false
 			}
 		}
 	}
 
 	c.mu.Lock()
-	previous := c.entries[string(key)]
+	e := c.entries[string(key)]
+	if e == nil {
+		c.sweepLocked(now, ttl, false)
+		if len(c.entries) >= MaxCacheEntries {
+			c.sweepLocked(now, ttl, true)
+		}
+		if len(c.entries) >= MaxCacheEntries {
+			// Full of live keys: clients are inventing them. Check without caching rather
+			// than grow; the keys already cached (the real services) keep being served.
+			c.mu.Unlock()
+			c.misses.Add(1)
+			return fill(), CacheMiss, false
+		}
+		e = &cacheEntry{}
+		c.entries[string(key)] = e
+	}
+	if c.unpublished++; c.unpublished > len(c.entries)/4 {
+		c.publishLocked()
+	}
+	previous := e.state.Load()
 	if previous != nil {
 		select {
 		case <-previous.done:
@@ -78,19 +111,8 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 			return previous.result, CacheCoalesced, false
 		}
 	}
-	c.sweepLocked(now, ttl, false)
-	if len(c.entries) >= MaxCacheEntries {
-		c.sweepLocked(now, ttl, true)
-	}
-	if len(c.entries) >= MaxCacheEntries {
-		// Full of live keys: clients are inventing them. Check without caching rather than
-		// grow; the keys already cached (the real services) keep being served from it.
-		c.mu.Unlock()
-		c.misses.Add(1)
-		return fill(), CacheMiss, false
-	}
-	e := &cacheEntry{done: make(chan struct{})}
-	c.entries[string(key)] = e
+	st := &entryState{done: make(chan struct{})}
+	e.state.Store(st)
 	c.mu.Unlock()
 
 	kind = CacheMiss
@@ -104,22 +126,32 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 		if r := recover(); r != nil {
 			// fill must never leave waiters hanging; the pipeline's fill recovers on its own,
 			// this is the cache keeping its promise to any other caller.
-			e.result = Result{Code: http.StatusServiceUnavailable, Message: "check failed: internal error", Outcome: OutcomeError}
-			e.expires = time.Now()
-			close(e.done)
+			st.result = Result{Code: http.StatusServiceUnavailable, Message: "check failed: internal error", Outcome: OutcomeError}
+			st.expires = time.Now()
+			close(st.done)
 			panic(r)
 		}
 	}()
-	e.result = fill()
-	e.expires = time.Now().Add(ttl)
-	close(e.done)
+	st.result = fill()
+	st.expires = time.Now().Add(ttl)
+	close(st.done)
 	c.sets.Add(1)
 	if previous != nil {
-		changed = previous.result.Healthy() != e.result.Healthy()
+		changed = previous.result.Healthy() != st.result.Healthy()
 	} else {
-		changed = !e.result.Healthy()
+		changed = !st.result.Healthy()
 	}
-	return e.result, kind, changed
+	return st.result, kind, changed
+}
+
+// publishLocked makes the lock-free map a copy of entries. Callers hold mu.
+func (c *Cache) publishLocked() {
+	m := make(map[string]*cacheEntry, len(c.entries))
+	for k, e := range c.entries {
+		m[k] = e
+	}
+	c.read.Store(&m)
+	c.unpublished = 0
 }
 
 // MaxCacheEntries bounds the cache: keys are partly chosen by clients (service names, queries),
@@ -134,15 +166,24 @@ func (c *Cache) sweepLocked(now time.Time, ttl time.Duration, force bool) {
 		return
 	}
 	c.lastSweep = now
+	swept := false
 	for key, e := range c.entries {
+		st := e.state.Load()
+		if st == nil {
+			continue
+		}
 		select {
-		case <-e.done:
-			if !now.Before(e.expires) {
+		case <-st.done:
+			if !now.Before(st.expires) {
 				delete(c.entries, key)
 				c.expirations.Add(1)
+				swept = true
 			}
 		default:
 		}
+	}
+	if swept {
+		c.publishLocked() // so the swept entries can be freed
 	}
 }
 
@@ -160,9 +201,9 @@ type CacheStats struct {
 
 // Stats returns the counters.
 func (c *Cache) Stats() CacheStats {
-	c.mu.RLock()
+	c.mu.Lock()
 	n := len(c.entries)
-	c.mu.RUnlock()
+	c.mu.Unlock()
 	stats := CacheStats{
 		Hits: c.hits.Load(), Misses: c.misses.Load(), Coalesced: c.coalesced.Load(),
 		Bypasses: c.bypasses.Load(), Sets: c.sets.Load(), Expirations: c.expirations.Load(), Entries: n,

@@ -445,16 +445,7 @@ func (s *seenServices) record(a check.Answer, labels metrics.RequestLabels, sour
 	}
 	count, ok := svc.sources.Load(labels.Source)
 	if !ok {
-		sourceLabel := labels.Source
-		if s.pairs.Add(1) > maxSourcePairs {
-			s.pairs.Add(-1)
-			sourceLabel = metrics.LabelOther
-		}
-		var loaded bool
-		count, loaded = svc.sources.LoadOrStore(sourceLabel, new(atomic.Int64))
-		if loaded && sourceLabel == labels.Source {
-			s.pairs.Add(-1)
-		}
+		count = s.newSourceCount(svc, labels.Source)
 	}
 	count.(*atomic.Int64).Add(1)
 
@@ -467,6 +458,29 @@ func (s *seenServices) record(a check.Answer, labels metrics.RequestLabels, sour
 			Int("code", a.Code).Str("result", string(a.Outcome)).Str("body", truncateRunes(a.Body, 200)).
 			Msgf("%s is %s", a.Service, state)
 	}
+}
+
+// newSourceCount finds or makes the counter of a (service, source) pair not seen before, under
+// source "other" once maxSourcePairs pairs exist. The shared pair count is read before it is
+// added to: once full, every request of an uncounted pair comes here, and a read from both
+// cores costs nothing where an add would bounce the cache line.
+func (s *seenServices) newSourceCount(svc *seenService, source string) any {
+	counted := false
+	if s.pairs.Load() < maxSourcePairs {
+		if s.pairs.Add(1) <= maxSourcePairs {
+			counted = true
+		} else {
+			s.pairs.Add(-1)
+		}
+	}
+	if !counted {
+		source = metrics.LabelOther
+	}
+	count, loaded := svc.sources.LoadOrStore(source, new(atomic.Int64))
+	if loaded && counted {
+		s.pairs.Add(-1) // another request stored this pair first
+	}
+	return count
 }
 
 type seenEntry struct {
