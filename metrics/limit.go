@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"cmp"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -12,13 +13,12 @@ import (
 
 // limiter admits at most max distinct keys, each with a value made once at admission. Admitted
 // keys stay for the life of the process; refused keys leave no trace, so its memory is bounded
-// by the largest cap it ever had. A lookup of an admitted key is one sync.Map read; a refusal
-// once full is that read plus two atomic loads.
+// by the largest cap it ever had. A lookup of an admitted key is one plain map read (see
+// readMostly); a refusal once full is that read plus two atomic loads.
 type limiter[K comparable, V any] struct {
 	max  atomic.Int64
-	size atomic.Int64 // written under mu only
-	mu   sync.Mutex
-	set  sync.Map // K -> V
+	size atomic.Int64 // written under set's lock only
+	set  readMostly[K, V]
 }
 
 func newLimiter[K comparable, V any]() *limiter[K, V] { return &limiter[K, V]{} }
@@ -28,30 +28,114 @@ func (l *limiter[K, V]) setMax(n int) { l.max.Store(int64(n)) }
 // get returns the value admitted for key, admitting key with create(key) while fewer than max
 // keys are admitted. ok is false when key is refused.
 func (l *limiter[K, V]) get(key K, create func(K) V) (v V, ok bool) {
-	if v, ok := l.set.Load(key); ok {
-		return v.(V), true
+	if v, ok := l.set.loadPublished(key); ok {
+		return v, true
 	}
-	if l.size.Load() >= l.max.Load() {
+	// Full and every admitted key published: a refusal needs no lock, which matters because
+	// refusals are what clients inventing names cause, on every request.
+	if l.size.Load() >= l.max.Load() && !l.set.dirty.Load() {
 		return v, false
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if v, ok := l.set.Load(key); ok {
-		return v.(V), true
+	return l.set.loadOrStore(key, func() (V, bool) {
+		if l.size.Load() >= l.max.Load() {
+			return v, false
+		}
+		l.size.Add(1)
+		return create(key), true
+	})
+}
+
+// readMostly is a map for keys that are added rarely and read on every request from every
+// core. Reads look the key up in an immutable map published through an atomic pointer: no lock,
+// no shared write, and a plain Go map lookup rather than sync.Map's hash trie, whose nodes cost
+// a cache miss each once thousands of keys are spread through memory. New keys go to the
+// locked map first and are published after a number of locked lookups proportional to its
+// size, which keeps publishing amortised O(1) per lookup (sync.Map's own scheme).
+type readMostly[K comparable, V any] struct {
+	read        atomic.Pointer[map[K]V]
+	dirty       atomic.Bool // all holds keys read does not; written under mu
+	mu          sync.Mutex
+	all         map[K]V // every key; guarded by mu
+	unpublished int     // locked lookups since the last publish
+}
+
+// loadPublished looks in the published map only: no lock, but a key stored recently may not
+// be there yet (dirty says whether any is missing).
+func (r *readMostly[K, V]) loadPublished(key K) (V, bool) {
+	if m := r.read.Load(); m != nil {
+		v, ok := (*m)[key]
+		return v, ok
 	}
-	if l.size.Load() >= l.max.Load() {
+	var zero V
+	return zero, false
+}
+
+func (r *readMostly[K, V]) load(key K) (V, bool) {
+	if v, ok := r.loadPublished(key); ok {
+		return v, true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.all[key]
+	if ok {
+		r.notePublishedMissLocked()
+	}
+	return v, ok
+}
+
+// loadOrStore returns the value for key, storing the one make returns (when its ok is true)
+// if there is none. make runs under the map's lock, at most once per call.
+func (r *readMostly[K, V]) loadOrStore(key K, make func() (V, bool)) (V, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v, ok := r.all[key]; ok {
+		r.notePublishedMissLocked()
+		return v, true
+	}
+	v, ok := make()
+	if !ok {
+		if r.dirty.Load() {
+			r.publishLocked() // refusals from now on can be answered without the lock
+		}
 		return v, false
 	}
-	v = create(key)
-	l.set.Store(key, v)
-	l.size.Add(1)
+	if r.all == nil {
+		r.all = map[K]V{}
+	}
+	r.all[key] = v
+	r.dirty.Store(true)
+	r.notePublishedMissLocked()
 	return v, true
+}
+
+func (r *readMostly[K, V]) notePublishedMissLocked() {
+	if r.unpublished++; r.unpublished > len(r.all)/4 {
+		r.publishLocked()
+	}
+}
+
+func (r *readMostly[K, V]) publishLocked() {
+	published := maps.Clone(r.all)
+	r.read.Store(&published)
+	r.unpublished = 0
+	r.dirty.Store(false)
+}
+
+// rangeAll calls f for every key, in no order, on a consistent copy.
+func (r *readMostly[K, V]) rangeAll(f func(K, V)) {
+	r.mu.Lock()
+	snapshot := maps.Clone(r.all)
+	r.mu.Unlock()
+	for k, v := range snapshot {
+		f(k, v)
+	}
 }
 
 // len is how many keys are admitted.
 func (l *limiter[K, V]) len() int { return int(l.size.Load()) }
 
-func serviceLabel(s string) string { return s }
+// sameLabel is the value of a label that is its own key (protocols).
+func sameLabel(s string) string { return s }
 
 // networkTable is the compiled source_networks: prefixes longest first, so the first match is
 // the most specific. It is swapped whole on reload.
@@ -110,8 +194,8 @@ func (m *Metrics) ServiceLabel(service string) string {
 	if service == "" {
 		return LabelInvalid
 	}
-	if s, ok := m.services.get(service, serviceLabel); ok {
-		return s
+	if s, ok := m.services.get(service, newServiceSeries); ok {
+		return s.label
 	}
 	return LabelOther
 }

@@ -4,8 +4,8 @@
 // source_networks) shared with /status/count and /recent.
 //
 // Everything lives in one private prometheus.Registry; nothing touches the global one. The hot
-// path (ObserveRequest and the Observer methods) looks up cached metric handles in sync.Maps
-// and allocates nothing once a label tuple has been seen.
+// path (ObserveRequest and the Observer methods) looks up cached metric handles in read-mostly
+// maps (see readMostly) and allocates nothing once a label tuple has been seen.
 package metrics
 
 import (
@@ -15,7 +15,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -78,10 +77,13 @@ type Metrics struct {
 	handler  http.Handler
 	errorLog errorLog
 
-	services  *limiter[string, string]
-	sources   *limiter[netip.Addr, *sourceSeries]
-	protocols *limiter[string, string]
-	networks  networkTable
+	services       *limiter[string, *serviceSeries]
+	sourcePairs    atomic.Int64  // (service, source) pairs in /status/count
+	otherService   serviceSeries // services beyond the cap
+	invalidService serviceSeries // requests whose service name was invalid
+	sources        *limiter[netip.Addr, *sourceSeries]
+	protocols      *limiter[string, string]
+	networks       networkTable
 
 	requests        *prometheus.CounterVec
 	requestsSource  *prometheus.CounterVec
@@ -96,10 +98,10 @@ type Metrics struct {
 	reloadTime      prometheus.Gauge
 
 	// Handle caches, keyed by bounded label values only, so they are as bounded as the series.
-	requestHandles  sync.Map // requestKey -> prometheus.Counter
-	networkHandles  sync.Map // source label that is not an admitted address -> prometheus.Counter
-	requestObserver sync.Map // protocol label -> prometheus.Observer
-	checkObserver   sync.Map // checkKey -> prometheus.Observer
+	requestHandles  readMostly[requestKey, prometheus.Counter]
+	networkHandles  readMostly[string, prometheus.Counter]  // source labels that are not admitted addresses
+	requestObserver readMostly[string, prometheus.Observer] // by protocol label
+	checkObserver   readMostly[checkKey, prometheus.Observer]
 }
 
 type requestKey struct {
@@ -125,10 +127,11 @@ type sourceSeries struct {
 func New(store *spool.Store, version string, opts Options) *Metrics {
 	m := &Metrics{
 		reg:       prometheus.NewRegistry(),
-		services:  newLimiter[string, string](),
+		services:  newLimiter[string, *serviceSeries](),
 		sources:   newLimiter[netip.Addr, *sourceSeries](),
 		protocols: newLimiter[string, string](),
 	}
+	m.otherService.label, m.invalidService.label = LabelOther, LabelInvalid
 	m.protocols.setMax(maxProtocols)
 	m.errorLog.set(log.Default())
 	m.SetOptions(opts)
@@ -295,20 +298,44 @@ func (m *Metrics) CacheServed(protocol string, result check.CacheResult) {
 // its cap is counted as "other" and adds one to hacheck_label_overflow_total for that label.
 func (m *Metrics) ObserveRequest(protocol, service string, source netip.Addr, code int, outcome check.Outcome, elapsed time.Duration) RequestLabels {
 	p := m.protocolLabel(protocol)
-	s := LabelInvalid
+	svc := &m.invalidService
 	if service != "" {
 		var ok bool
-		if s, ok = m.services.get(service, serviceLabel); !ok {
-			s = LabelOther
+		if svc, ok = m.services.get(service, newServiceSeries); !ok {
+			svc = &m.otherService
 			m.overflowService.Inc()
 		}
 	}
-	key := requestKey{protocol: p, service: s, code: code, outcome: outcomeLabel(outcome)}
-	lookup(&m.requestHandles, m, key, (*Metrics).newRequestCounter).Inc()
+	oc := outcomeLabel(outcome)
+	// A service's checks mostly end the same way, so its last counter is usually the one.
+	h := svc.last.Load()
+	if h == nil || h.protocol != p || h.code != code || h.outcome != oc {
+		key := requestKey{protocol: p, service: svc.label, code: code, outcome: oc}
+		h = &requestHandle{protocol: p, code: code, outcome: oc, counter: lookup(&m.requestHandles, m, key, (*Metrics).newRequestCounter)}
+		svc.last.Store(h)
+	}
+	h.counter.Inc()
 	sourceLabel, counter := m.sourceCounter(source)
 	counter.Inc()
 	lookup(&m.requestObserver, m, p, (*Metrics).newRequestObserver).Observe(elapsed.Seconds())
-	return RequestLabels{Service: s, Source: sourceLabel}
+	return RequestLabels{Service: svc.label, Source: sourceLabel, slot: svc}
+}
+
+// serviceSeries is what the service limiter keeps per admitted service: its label and the
+// request counter it used last.
+type serviceSeries struct {
+	label string
+	last  atomic.Pointer[requestHandle]
+	seen  seen
+}
+
+func newServiceSeries(service string) *serviceSeries { return &serviceSeries{label: service} }
+
+type requestHandle struct {
+	protocol string
+	code     int
+	outcome  check.Outcome
+	counter  prometheus.Counter
 }
 
 // RequestLabels are the bounded label values a request was counted under, for anything else
@@ -317,6 +344,7 @@ func (m *Metrics) ObserveRequest(protocol, service string, source netip.Addr, co
 type RequestLabels struct {
 	Service string
 	Source  string
+	slot    *serviceSeries // the service's slot, so Seen needs no second lookup
 }
 
 // ConfigReloaded records the outcome of a configuration load at time at; a failure leaves the
@@ -330,15 +358,13 @@ func (m *Metrics) ConfigReloaded(ok bool, at time.Time) {
 	m.reloadTime.Set(unixSeconds(at))
 }
 
-// lookup returns the cached handle for key, creating it with create on first use. create may
-// run more than once for one key under a race; the handles it returns for equal label values
-// are the same child anyway.
-func lookup[K comparable, V any](cache *sync.Map, m *Metrics, key K, create func(*Metrics, K) V) V {
-	if v, ok := cache.Load(key); ok {
-		return v.(V)
+// lookup returns the cached handle for key, creating it with create on first use.
+func lookup[K comparable, V any](cache *readMostly[K, V], m *Metrics, key K, create func(*Metrics, K) V) V {
+	if v, ok := cache.loadPublished(key); ok {
+		return v
 	}
-	v, _ := cache.LoadOrStore(key, create(m, key))
-	return v.(V)
+	v, _ := cache.loadOrStore(key, func() (V, bool) { return create(m, key), true })
+	return v
 }
 
 func (m *Metrics) newRequestCounter(k requestKey) prometheus.Counter {
@@ -363,7 +389,7 @@ func (m *Metrics) protocolLabel(protocol string) string {
 	if protocol == "" {
 		return LabelUnknown
 	}
-	if p, ok := m.protocols.get(protocol, serviceLabel); ok {
+	if p, ok := m.protocols.get(protocol, sameLabel); ok {
 		return p
 	}
 	return LabelOther

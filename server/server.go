@@ -13,10 +13,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,7 +44,6 @@ type Server struct {
 	log      atomic.Pointer[zerolog.Logger]
 	verbose  bool
 	cfg      atomic.Pointer[Config]
-	seen     *seenServices
 	mux      *http.ServeMux
 	// uninstrumented switches metrics off, only so benchmarks can measure what they cost;
 	// New never sets it.
@@ -71,7 +68,6 @@ func New(cfg Config, opts Options) *Server {
 	}
 	s.log.Store(&opts.Logger)
 	s.metrics = metrics.New(opts.Store, opts.Version, metricsOptions(cfg))
-	s.seen = newSeenServices(s.metrics, s.logger)
 	s.pipeline = check.NewPipeline(opts.Store, pipelineSettings(cfg, opts.Version), s.metrics)
 	s.cfg.Store(&cfg)
 
@@ -196,7 +192,10 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, r
 		labels = s.metrics.ObserveRequest(answer.Protocol, answer.Service, source, answer.Code, answer.Outcome, elapsed)
 	}
 	if answer.Service != "" {
-		s.seen.record(answer, labels, source, end)
+		s.metrics.Seen(labels, answer.Code, source, end)
+	}
+	if answer.Changed {
+		s.logTransition(answer)
 	}
 	if s.verbose {
 		s.logger().Debug().Str("protocol", protocol).Str("service", service).Int("port", answer.Port).
@@ -263,7 +262,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleStatusCount(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"service_access_counts": s.seen.counts()})
+	writeJSON(w, http.StatusOK, map[string]any{"service_access_counts": s.metrics.SourceCounts()})
 }
 
 // maxRecentThreshold keeps threshold arithmetic far from overflow: ten years.
@@ -280,7 +279,7 @@ func (s *Server) handleRecent(w http.ResponseWriter, r *http.Request) {
 		threshold = n
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"seen_services":     s.seen.recent(time.Now().Add(-time.Duration(threshold) * time.Second)),
+		"seen_services":     recentPairs(s.metrics.Recent(time.Now().Add(-time.Duration(threshold) * time.Second))),
 		"threshold_seconds": threshold,
 	})
 }
@@ -395,140 +394,31 @@ func addrIn(addr netip.Addr, prefixes []netip.Prefix) bool {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// seenServices remembers, per service, the last check's code, source and time (/recent) and
-// how often each source asked (/status/count), bounded by the metrics' label caps. It also logs
-// transitions between healthy and not, per service and port, at info: once per change, not per
-// check.
-type seenServices struct {
-	metrics  *metrics.Metrics
-	logger   func() *zerolog.Logger
-	services sync.Map // bounded service label -> *seenService
-	pairs    atomic.Int64
+// logTransition says, once per change, that a check turned healthy or unhealthy: at info, not
+// per check.
+func (s *Server) logTransition(a check.Answer) {
+	state := "UP"
+	if a.Code < 200 || a.Code >= 300 {
+		state = "DOWN"
+	}
+	s.logger().Info().Str("service", a.Service).Int("port", a.Port).Str("protocol", a.Protocol).
+		Int("code", a.Code).Str("result", string(a.Outcome)).Str("body", truncateRunes(a.Body, 200)).
+		Msgf("%s is %s", a.Service, state)
 }
 
-// seenService is written by every check of the service from every core, so it is lock-free
-// and writes only what changed: the last-seen time at most once a second, the code and source
-// when they differ, the per-source count always (one atomic add).
-type seenService struct {
-	code     atomic.Int32
-	seconds  atomic.Int64 // unix seconds of the last check
-	remoteIP atomic.Pointer[netip.Addr]
-	sources  sync.Map // bounded source label -> *atomic.Int64
-}
-
-func newSeenServices(m *metrics.Metrics, logger func() *zerolog.Logger) *seenServices {
-	return &seenServices{metrics: m, logger: logger}
-}
-
-// maxSourcePairs bounds /status/count as a whole: each cap alone allows max_services ×
-// max_source_ips (service, source) pairs, the product the metrics avoid on purpose. Past it,
-// new pairs count under source "other".
-const maxSourcePairs = 20_000
-
-// record notes one answered check, under the labels the metrics counted it with (so /recent
-// and /status/count are bounded by the same caps).
-func (s *seenServices) record(a check.Answer, labels metrics.RequestLabels, source netip.Addr, now time.Time) {
-	v, ok := s.services.Load(labels.Service)
-	if !ok {
-		v, _ = s.services.LoadOrStore(labels.Service, &seenService{})
+// recentPairs is /recent's [name, entry] pairs, the shape the Python hacheck's /recent had.
+func recentPairs(services []metrics.RecentService) [][2]any {
+	out := make([][2]any, len(services))
+	for i, svc := range services {
+		out[i] = [2]any{svc.Service, seenEntry{svc.Code, svc.RemoteIP, float64(svc.Time.Unix())}}
 	}
-	svc := v.(*seenService)
-	if sec := now.Unix(); svc.seconds.Load() != sec {
-		svc.seconds.Store(sec)
-	}
-	if int(svc.code.Load()) != a.Code {
-		svc.code.Store(int32(a.Code))
-	}
-	if last := svc.remoteIP.Load(); last == nil || *last != source {
-		addr := source // a copy, so only a change allocates
-		svc.remoteIP.Store(&addr)
-	}
-	count, ok := svc.sources.Load(labels.Source)
-	if !ok {
-		count = s.newSourceCount(svc, labels.Source)
-	}
-	count.(*atomic.Int64).Add(1)
-
-	if a.Changed {
-		state := "UP"
-		if a.Code < 200 || a.Code >= 300 {
-			state = "DOWN"
-		}
-		s.logger().Info().Str("service", a.Service).Int("port", a.Port).Str("protocol", a.Protocol).
-			Int("code", a.Code).Str("result", string(a.Outcome)).Str("body", truncateRunes(a.Body, 200)).
-			Msgf("%s is %s", a.Service, state)
-	}
-}
-
-// newSourceCount finds or makes the counter of a (service, source) pair not seen before, under
-// source "other" once maxSourcePairs pairs exist. The shared pair count is read before it is
-// added to: once full, every request of an uncounted pair comes here, and a read from both
-// cores costs nothing where an add would bounce the cache line.
-func (s *seenServices) newSourceCount(svc *seenService, source string) any {
-	counted := false
-	if s.pairs.Load() < maxSourcePairs {
-		if s.pairs.Add(1) <= maxSourcePairs {
-			counted = true
-		} else {
-			s.pairs.Add(-1)
-		}
-	}
-	if !counted {
-		source = metrics.LabelOther
-	}
-	count, loaded := svc.sources.LoadOrStore(source, new(atomic.Int64))
-	if loaded && counted {
-		s.pairs.Add(-1) // another request stored this pair first
-	}
-	return count
+	return out
 }
 
 type seenEntry struct {
 	Code     int     `json:"code"`
 	RemoteIP string  `json:"remote_ip"`
 	TS       float64 `json:"ts"`
-}
-
-// recent lists services seen since the cutoff as [name, entry] pairs sorted by name, the shape
-// the Python hacheck's /recent had.
-func (s *seenServices) recent(since time.Time) [][2]any {
-	type pair struct {
-		name  string
-		entry seenEntry
-	}
-	var pairs []pair
-	s.services.Range(func(k, v any) bool {
-		svc := v.(*seenService)
-		ts := time.Unix(svc.seconds.Load(), 0)
-		ip := ""
-		if addr := svc.remoteIP.Load(); addr != nil {
-			ip = addr.String()
-		}
-		if !ts.Before(since) {
-			pairs = append(pairs, pair{k.(string), seenEntry{int(svc.code.Load()), ip, float64(ts.Unix())}})
-		}
-		return true
-	})
-	slices.SortFunc(pairs, func(a, b pair) int { return strings.Compare(a.name, b.name) })
-	out := make([][2]any, len(pairs))
-	for i, p := range pairs {
-		out[i] = [2]any{p.name, p.entry}
-	}
-	return out
-}
-
-func (s *seenServices) counts() map[string]map[string]int64 {
-	out := map[string]map[string]int64{}
-	s.services.Range(func(k, v any) bool {
-		m := map[string]int64{}
-		v.(*seenService).sources.Range(func(src, n any) bool {
-			m[src.(string)] = n.(*atomic.Int64).Load()
-			return true
-		})
-		out[k.(string)] = m
-		return true
-	})
-	return out
 }
 
 func truncateRunes(s string, n int) string {
