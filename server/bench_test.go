@@ -16,7 +16,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hacheck/hacheck/check"
-	"github.com/hacheck/hacheck/spool"
 )
 
 // discardWriter is the cheapest ResponseWriter, so benchmarks measure hacheck, not a recorder.
@@ -29,11 +28,7 @@ func (w *discardWriter) WriteHeader(int)             {}
 func benchServeHTTP(b *testing.B, path string) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer backend.Close()
-	store := spool.New(b.TempDir())
-	if err := store.Watch(); err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
+	store := watchedStore(b)
 	srv := New(DefaultConfig(), Options{Store: store, Version: "bench", Logger: zerolog.Nop()})
 	path = replacePort(path, backend)
 	b.ReportAllocs()
@@ -81,11 +76,7 @@ func BenchmarkCheckRequest(b *testing.B) {
 				name = "path=" + strings.SplitN(path[1:], "/", 2)[0] + "/metrics=off"
 			}
 			b.Run(name, func(b *testing.B) {
-				store := spool.New(b.TempDir())
-				if err := store.Watch(); err != nil {
-					b.Fatal(err)
-				}
-				defer store.Close()
+				store := watchedStore(b)
 				srv := New(DefaultConfig(), Options{Store: store, Version: "bench", Logger: zerolog.Nop()})
 				if !instrumented {
 					srv.uninstrumented = true
@@ -157,11 +148,7 @@ func readResponse(r *bufio.Reader) error {
 func BenchmarkServeHTTPSpread(b *testing.B) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer backend.Close()
-	store := spool.New(b.TempDir())
-	if err := store.Watch(); err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
+	store := watchedStore(b)
 	srv := New(DefaultConfig(), Options{Store: store, Version: "bench", Logger: zerolog.Nop()})
 	var requests []*http.Request
 	for i := range 1000 {

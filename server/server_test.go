@@ -25,6 +25,17 @@ import (
 	"github.com/hacheck/hacheck/spool"
 )
 
+// watchedStore is a spool in a temporary root, watched as serve watches it.
+func watchedStore(tb testing.TB) *spool.Store {
+	tb.Helper()
+	store := spool.New(tb.TempDir())
+	if err := store.Watch(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+	return store
+}
+
 type testServer struct {
 	*Server
 	store *spool.Store
@@ -40,11 +51,7 @@ func startServer(t *testing.T, mutate func(*Config)) *testServer {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	store := spool.New(t.TempDir())
-	if err := store.Watch(); err != nil { // as serve does
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := watchedStore(t)
 	srv := New(cfg, Options{Store: store, Version: "test", Logger: zerolog.Nop()})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
