@@ -25,6 +25,9 @@ type Cache struct {
 	entries     map[string]*cacheEntry // authoritative; guarded by mu
 	unpublished int                    // lookups that needed entries, since the last publish
 	lastSweep   time.Time
+	// lastForcedSweep rate-limits the full sweep a full cache triggers: under a flood of
+	// invented keys it would otherwise run, O(entries), on every request.
+	lastForcedSweep time.Time
 
 	// Every Get ends in exactly one of hits, misses, coalesced or bypasses, so gets is their sum
 	// rather than one more atomic that every request on every core would write.
@@ -37,6 +40,15 @@ type cacheEntry struct {
 
 type entryState struct {
 	done    chan struct{} // closed once result and expires are set
+	result  Result
+	expires time.Time
+	// fresh is the result a Pragma: no-cache refresh replaces, while it is still within its
+	// TTL: ordinary requests keep being answered from it instead of waiting for the refresh.
+	// Set before the state is published and never changed; a copy, so states never chain.
+	fresh *freshResult
+}
+
+type freshResult struct {
 	result  Result
 	expires time.Time
 }
@@ -67,6 +79,10 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 						return st.result, CacheHit, false
 					}
 				default:
+					if f := st.fresh; f != nil && now.Before(f.expires) {
+						c.hits.Add(1)
+						return f.result, CacheHit, false
+					}
 					c.coalesced.Add(1)
 					<-st.done
 					return st.result, CacheCoalesced, false
@@ -78,9 +94,10 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 	c.mu.Lock()
 	e := c.entries[string(key)]
 	if e == nil {
-		c.sweepLocked(now, ttl, false)
-		if len(c.entries) >= MaxCacheEntries {
-			c.sweepLocked(now, ttl, true)
+		c.sweepLocked(now, ttl)
+		if len(c.entries) >= MaxCacheEntries && now.Sub(c.lastForcedSweep) >= time.Second {
+			c.lastForcedSweep = now
+			c.sweepExpiredLocked(now, 0)
 		}
 		if len(c.entries) >= MaxCacheEntries {
 			// Full of live keys: clients are inventing them. Check without caching rather
@@ -96,6 +113,7 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 		c.publishLocked()
 	}
 	previous := e.state.Load()
+	st := &entryState{done: make(chan struct{})}
 	if previous != nil {
 		select {
 		case <-previous.done:
@@ -104,14 +122,21 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 				c.hits.Add(1)
 				return previous.result, CacheHit, false
 			}
+			if now.Before(previous.expires) {
+				st.fresh = &freshResult{previous.result, previous.expires}
+			}
 		default:
+			if f := previous.fresh; !bypass && f != nil && now.Before(f.expires) {
+				c.mu.Unlock()
+				c.hits.Add(1)
+				return f.result, CacheHit, false
+			}
 			c.mu.Unlock()
 			c.coalesced.Add(1)
 			<-previous.done
 			return previous.result, CacheCoalesced, false
 		}
 	}
-	st := &entryState{done: make(chan struct{})}
 	e.state.Store(st)
 	c.mu.Unlock()
 
@@ -122,19 +147,25 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 	} else {
 		c.misses.Add(1)
 	}
+	finished := false
 	defer func() {
-		if r := recover(); r != nil {
-			// fill must never leave waiters hanging; the pipeline's fill recovers on its own,
-			// this is the cache keeping its promise to any other caller.
-			st.result = Result{Code: http.StatusServiceUnavailable, Message: "check failed: internal error", Outcome: OutcomeError}
-			st.expires = time.Now()
-			close(st.done)
+		if finished {
+			return
+		}
+		// fill panicked or its goroutine exited: the waiters must not hang. The pipeline's
+		// fill recovers on its own; this is the cache keeping its promise to any caller.
+		r := recover()
+		st.result = Result{Code: http.StatusServiceUnavailable, Message: "check failed: internal error", Outcome: OutcomeError}
+		st.expires = time.Now()
+		close(st.done)
+		if r != nil {
 			panic(r)
 		}
 	}()
 	st.result = fill()
 	st.expires = time.Now().Add(ttl)
 	close(st.done)
+	finished = true
 	c.sets.Add(1)
 	if previous != nil {
 		changed = previous.result.Healthy() != st.result.Healthy()
@@ -155,17 +186,28 @@ func (c *Cache) publishLocked() {
 }
 
 // MaxCacheEntries bounds the cache: keys are partly chosen by clients (service names, queries),
-// so without a bound anyone could grow it.
-const MaxCacheEntries = 50_000
+// so without a bound anyone could grow it. A host's real checks are services × ports × paths,
+// rarely more than a few thousand.
+const MaxCacheEntries = 20_000
 
-// sweepLocked drops expired entries at most once per ttl (and per second) unless forced, so keys
-// nobody asks for any more (random service names, ports that went away) do not pile up.
-// Callers hold mu.
-func (c *Cache) sweepLocked(now time.Time, ttl time.Duration, force bool) {
-	if !force && now.Sub(c.lastSweep) < max(ttl, time.Second) {
+// sweepGrace is how long an expired entry is kept before the periodic sweep drops it: longer
+// than any check interval, so a key checked every few seconds keeps its last result and with it
+// the health its next check is compared to (transitions are logged on change).
+func sweepGrace(ttl time.Duration) time.Duration { return max(10*ttl, 5*time.Minute) }
+
+// sweepLocked drops long-expired entries at most once per ttl (and per second), so keys nobody
+// asks for any more (random service names, ports that went away) do not pile up. Callers hold
+// mu.
+func (c *Cache) sweepLocked(now time.Time, ttl time.Duration) {
+	if now.Sub(c.lastSweep) < max(ttl, time.Second) {
 		return
 	}
 	c.lastSweep = now
+	c.sweepExpiredLocked(now, sweepGrace(ttl))
+}
+
+// sweepExpiredLocked drops entries expired for longer than grace. Callers hold mu.
+func (c *Cache) sweepExpiredLocked(now time.Time, grace time.Duration) {
 	swept := false
 	for key, e := range c.entries {
 		st := e.state.Load()
@@ -174,7 +216,7 @@ func (c *Cache) sweepLocked(now time.Time, ttl time.Duration, force bool) {
 		}
 		select {
 		case <-st.done:
-			if !now.Before(st.expires) {
+			if now.Sub(st.expires) >= grace {
 				delete(c.entries, key)
 				c.expirations.Add(1)
 				swept = true

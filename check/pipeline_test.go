@@ -395,3 +395,86 @@ func TestCacheIsBounded(t *testing.T) {
 		t.Fatalf("expired entries not swept when full: %s, %d entries", kind, c.Stats().Entries)
 	}
 }
+
+// An expired key keeps its last result through sweeps for a while, so its next check is
+// compared with it: a service that stays down is not logged DOWN again, and its recovery is.
+func TestTransitionsSurviveSweeps(t *testing.T) {
+	c := NewCache()
+	now := time.Now()
+	down := func() Result { return Result{Code: 503, Outcome: OutcomeUpstreamFail} }
+	up := func() Result { return Result{Code: 200, Outcome: OutcomeOK} }
+	if _, _, changed := c.Get([]byte("web"), now, time.Second, false, down); !changed {
+		t.Fatal("first unhealthy result must count as a change")
+	}
+	// Other keys arrive later and trigger sweeps while web's result has expired.
+	for i := range 5 {
+		now = now.Add(2 * time.Second)
+		c.Get([]byte("other"+strconv.Itoa(i)), now, time.Second, false, up)
+	}
+	if _, kind, changed := c.Get([]byte("web"), now, time.Second, false, down); kind != CacheMiss || changed {
+		t.Fatalf("still down after sweeps: kind %s changed %v; want a miss that is no change", kind, changed)
+	}
+	now = now.Add(2 * time.Second)
+	if _, _, changed := c.Get([]byte("web"), now, time.Second, false, up); !changed {
+		t.Fatal("recovery not reported as a change")
+	}
+}
+
+// While a Pragma: no-cache refresh is in flight, ordinary requests are answered from the
+// still-fresh result instead of waiting for the refresh.
+func TestBypassDoesNotBlockFreshHits(t *testing.T) {
+	c := NewCache()
+	now := time.Now()
+	c.Get([]byte("web"), now, time.Hour, false, func() Result { return Result{Code: 200, Message: "old", Outcome: OutcomeOK} })
+	release, started := make(chan struct{}), make(chan struct{})
+	done := make(chan Result)
+	go func() {
+		r, _, _ := c.Get([]byte("web"), now, time.Hour, true, func() Result {
+			close(started)
+			<-release
+			return Result{Code: 200, Message: "new", Outcome: OutcomeOK}
+		})
+		done <- r
+	}()
+	<-started
+	if r, kind, _ := c.Get([]byte("web"), now, time.Hour, false, nil); kind != CacheHit || r.Message != "old" {
+		t.Fatalf("during a bypass refresh: %s %q; want a hit on the fresh result", kind, r.Message)
+	}
+	close(release)
+	if r := <-done; r.Message != "new" {
+		t.Fatalf("bypass got %q", r.Message)
+	}
+	if r, kind, _ := c.Get([]byte("web"), now, time.Hour, false, nil); kind != CacheHit || r.Message != "new" {
+		t.Fatalf("after the refresh: %s %q", kind, r.Message)
+	}
+}
+
+// A fill whose goroutine exits (runtime.Goexit, as t.FailNow does) must not leave waiters
+// hanging.
+func TestFillGoexitReleasesWaiters(t *testing.T) {
+	c := NewCache()
+	now := time.Now()
+	started := make(chan struct{})
+	proceed := make(chan struct{})
+	go func() {
+		c.Get([]byte("web"), now, time.Hour, false, func() Result {
+			close(started)
+			<-proceed
+			runtime.Goexit()
+			return Result{}
+		})
+	}()
+	<-started
+	waiter := make(chan Result)
+	go func() {
+		r, _, _ := c.Get([]byte("web"), now, time.Hour, false, nil)
+		waiter <- r
+	}()
+	for c.Stats().Coalesced == 0 {
+		runtime.Gosched()
+	}
+	close(proceed)
+	if r := <-waiter; r.Outcome != OutcomeError {
+		t.Fatalf("waiter got %+v; want the internal-error result", r)
+	}
+}

@@ -33,13 +33,21 @@ func (l *limiter[K, V]) get(key K, create func(K) V) (v V, ok bool) {
 	}
 	// Full and every admitted key published: a refusal needs no lock, which matters because
 	// refusals are what clients inventing names cause, on every request.
+	// Two orderings make this safe: admission marks the map dirty before it takes the slot, so
+	// a reader that sees the slot taken sees dirty and goes to the lock; and publishing stores
+	// the new map before clearing dirty, so a reader that sees dirty clear finds every
+	// admitted key on a second look at the published map.
 	if l.size.Load() >= l.max.Load() && !l.set.dirty.Load() {
+		if v, ok := l.set.loadPublished(key); ok {
+			return v, true
+		}
 		return v, false
 	}
 	return l.set.loadOrStore(key, func() (V, bool) {
 		if l.size.Load() >= l.max.Load() {
 			return v, false
 		}
+		l.set.dirty.Store(true)
 		l.size.Add(1)
 		return create(key), true
 	})
@@ -193,6 +201,9 @@ func (t *networkTable) lookup(addr netip.Addr) string {
 func (m *Metrics) ServiceLabel(service string) string {
 	if service == "" {
 		return LabelInvalid
+	}
+	if service == LabelOther || service == LabelInvalid {
+		return service // a real service of that name shares the reserved series
 	}
 	if s, ok := m.services.get(service, newServiceSeries); ok {
 		return s.label

@@ -298,8 +298,15 @@ func (m *Metrics) CacheServed(protocol string, result check.CacheResult) {
 // its cap is counted as "other" and adds one to hacheck_label_overflow_total for that label.
 func (m *Metrics) ObserveRequest(protocol, service string, source netip.Addr, code int, outcome check.Outcome, elapsed time.Duration) RequestLabels {
 	p := m.protocolLabel(protocol)
-	svc := &m.invalidService
-	if service != "" {
+	var svc *serviceSeries
+	switch service {
+	case "", LabelInvalid:
+		svc = &m.invalidService
+	case LabelOther:
+		// A real service called "other" shares the overflow series: its label value would
+		// be the same anyway, and one slot per label keeps /recent and /status/count whole.
+		svc = &m.otherService
+	default:
 		var ok bool
 		if svc, ok = m.services.get(service, newServiceSeries); !ok {
 			svc = &m.otherService

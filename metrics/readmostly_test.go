@@ -1,9 +1,14 @@
 package metrics
 
 import (
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/hacheck/hacheck/check"
 )
 
 // Every key stored is found again, from any goroutine, however publishing interleaves.
@@ -60,5 +65,50 @@ func TestLimiterFullIsPublished(t *testing.T) {
 	l.setMax(4) // a reload raising the cap admits again
 	if _, ok := l.get("d", sameLabel); !ok {
 		t.Fatal("d refused after the cap was raised")
+	}
+}
+
+// Concurrent first requests for the key that takes the last slot are all admitted: none is
+// refused (which would count a false overflow).
+func TestLimiterLastSlotSameKey(t *testing.T) {
+	for round := range 2000 {
+		l := newLimiter[string, string]()
+		l.setMax(1)
+		var wg sync.WaitGroup
+		refused := make(chan struct{}, 4)
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, ok := l.get("web", sameLabel); !ok {
+					refused <- struct{}{}
+				}
+			}()
+		}
+		wg.Wait()
+		if len(refused) > 0 {
+			t.Fatalf("round %d: %d of 4 concurrent requests for the last slot's key refused", round, len(refused))
+		}
+	}
+}
+
+// A real service called "other" shares the overflow slot: one line in /recent, one count.
+func TestServiceNamedOther(t *testing.T) {
+	m := New(nil, "test", Options{MaxServices: 1})
+	src := netip.MustParseAddr("10.0.0.1")
+	now := time.Now()
+	for _, svc := range []string{"other", "web", "other", "api"} {
+		l := m.ObserveRequest("http", svc, src, 200, check.OutcomeOK, time.Millisecond)
+		m.Seen(l, 200, src, now)
+	}
+	var names []string
+	for _, r := range m.Recent(now.Add(-time.Minute)) {
+		names = append(names, r.Service)
+	}
+	if got := strings.Join(names, " "); got != "other web" {
+		t.Fatalf("/recent services: %q", got)
+	}
+	if n := m.SourceCounts()["other"]["10.0.0.1"]; n != 3 {
+		t.Fatalf("other counted %d, want 3 (two real, one folded)", n)
 	}
 }

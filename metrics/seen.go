@@ -14,15 +14,21 @@ import (
 // writes it on every request, so it is lock-free and writes only what changed: the second at
 // most once a second, the code and source when they differ, a per-source count always.
 type seen struct {
-	code     atomic.Int32
-	seconds  atomic.Int64 // unix seconds of the last check; 0: never
-	remoteIP atomic.Pointer[netip.Addr]
-	sources  readMostly[string, *atomic.Int64]
+	seconds atomic.Int64 // unix seconds of the last check; 0: never
+	last    atomic.Pointer[lastCheck]
+	sources readMostly[string, *atomic.Int64]
+}
+
+// lastCheck is swapped whole, so /recent never pairs one request's code with another's source.
+type lastCheck struct {
+	code     int
+	remoteIP netip.Addr
 }
 
 // maxSourcePairs bounds /status/count as a whole: each cap alone allows MaxServices ×
 // MaxSources (service, source) pairs, the product the metrics avoid on purpose. Past it, new
-// pairs count under source "other".
+// pairs count under source "other". It is a soft cap: near it, two requests racing for one new
+// pair may briefly push a third pair's request under "other".
 const maxSourcePairs = 20_000
 
 // Seen records, for /recent and /status/count, that the service counted under l answered code
@@ -34,15 +40,15 @@ func (m *Metrics) Seen(l RequestLabels, code int, source netip.Addr, at time.Tim
 		svc = m.serviceSlot(l.Service)
 	}
 	st := &svc.seen
-	if sec := at.Unix(); st.seconds.Load() != sec {
+	sec := at.Unix()
+	newSecond := st.seconds.Load() != sec
+	if newSecond {
 		st.seconds.Store(sec)
 	}
-	if int(st.code.Load()) != code {
-		st.code.Store(int32(code))
-	}
-	if last := st.remoteIP.Load(); last == nil || *last != source {
-		addr := source // a copy, so only a change allocates
-		st.remoteIP.Store(&addr)
+	// A changed code is stored at once; a changed source at most once a second, since a
+	// service checked from many sources would otherwise allocate on every request.
+	if last := st.last.Load(); last == nil || last.code != code || newSecond && last.remoteIP != source {
+		st.last.Store(&lastCheck{code: code, remoteIP: source})
 	}
 	sourceLabel := l.Source
 	if sourceLabel == "" {
@@ -115,11 +121,11 @@ func (m *Metrics) Recent(since time.Time) []RecentService {
 		if sec == 0 || time.Unix(sec, 0).Before(since) {
 			return
 		}
-		ip := ""
-		if addr := svc.seen.remoteIP.Load(); addr != nil {
-			ip = addr.String()
+		entry := RecentService{Service: svc.label, Time: time.Unix(sec, 0)}
+		if last := svc.seen.last.Load(); last != nil {
+			entry.Code, entry.RemoteIP = last.code, last.remoteIP.String()
 		}
-		out = append(out, RecentService{Service: svc.label, Code: int(svc.seen.code.Load()), RemoteIP: ip, Time: time.Unix(sec, 0)})
+		out = append(out, entry)
 	})
 	slices.SortFunc(out, func(a, b RecentService) int { return strings.Compare(a.Service, b.Service) })
 	return out

@@ -171,12 +171,12 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, r
 		NoCache:  isNoCache(r.Header["Pragma"]),
 		Start:    start,
 	})
-	// No explicit Content-Type: touching the header map makes net/http copy it for every
-	// response, and its sniffing labels our texts text/plain; charset=utf-8 all the same
-	// (an empty body, the common 200, is not even sniffed).
+	// Always text/plain and never sniffed: bodies come from upstream services, and an HTML page
+	// (say an error page echoing the path) must not be served as HTML on hacheck's port.
+	h := w.Header()
+	h["Content-Type"] = textPlain
+	h["X-Content-Type-Options"] = noSniff
 	if r.Method == http.MethodHead {
-		h := w.Header()
-		h["Content-Type"] = textPlain
 		// What GET would send: net/http cannot know it without the body.
 		h["Content-Length"] = []string{strconv.Itoa(len(answer.Body))}
 		w.WriteHeader(answer.Code)
@@ -213,7 +213,11 @@ func isNoCache(pragma []string) bool {
 	return false
 }
 
-var textPlain = []string{"text/plain; charset=utf-8"}
+// Shared, never modified: net/http only reads header values.
+var (
+	textPlain = []string{"text/plain; charset=utf-8"}
+	noSniff   = []string{"nosniff"}
+)
 
 func remoteAddr(r *http.Request) netip.Addr {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)

@@ -525,3 +525,15 @@ func TestHTTPDetails(t *testing.T) {
 		}
 	}
 }
+
+func TestUpstreamHTMLIsServedAsText(t *testing.T) {
+	port, _ := backendPort(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(404)
+		io.WriteString(w, "<html><body>Cannot GET <script>alert(1)</script></body></html>")
+	})
+	ts := startServer(t, nil)
+	code, _, header := ts.get(t, "/http/web/"+port+"/x")
+	if code != 404 || header.Get("Content-Type") != "text/plain; charset=utf-8" || header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("got %d, Content-Type %q, X-Content-Type-Options %q", code, header.Get("Content-Type"), header.Get("X-Content-Type-Options"))
+	}
+}
