@@ -39,6 +39,8 @@ type Result struct {
 	Code    int
 	Message string
 	Outcome Outcome
+
+	needsContentType bool // set by the pipeline: see Answer.NeedsContentType
 }
 
 // Healthy reports whether HAProxy will count the answer as a passing check (2xx).

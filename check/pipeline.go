@@ -51,6 +51,10 @@ type Answer struct {
 	Protocol string
 	Service  string
 	Port     int // the effective port (after X-Haproxy-Server-State)
+	// NeedsContentType is set when the body would not be sniffed as plain text (an upstream's
+	// HTML page, say): the server must then label it text/plain itself. Worked out once per
+	// upstream result, when it is cached.
+	NeedsContentType bool
 	// Changed is set on the one answer whose upstream check turned this check (protocol,
 	// service, port, query, ...) from healthy to not or back, or found it unhealthy first:
 	// the moment worth a log line.
@@ -169,10 +173,14 @@ func (p *Pipeline) Answer(req Request) Answer {
 	result, cacheResult, changed := p.cache.Get(key, now, s.CacheTTL, req.NoCache, func() Result {
 		target := Target{Service: req.Service, Port: port, Query: req.Query, RawQuery: req.RawQuery,
 			Header: forwardedHeaders(req, s.HeadersToCopy)}
-		return p.runCheck(checker, req.Protocol, target, s.CheckTimeout)
+		result := p.runCheck(checker, req.Protocol, target, s.CheckTimeout)
+		result.needsContentType = result.Message != "" &&
+			!strings.HasPrefix(http.DetectContentType([]byte(result.Message)), "text/plain")
+		return result
 	})
 	p.observer.CacheServed(req.Protocol, cacheResult)
 	answer.Code, answer.Body, answer.Outcome, answer.Cache, answer.Changed = result.Code, result.Message, result.Outcome, cacheResult, changed
+	answer.NeedsContentType = result.needsContentType
 	if answer.Code < 100 || answer.Code > 599 {
 		answer.Code = http.StatusServiceUnavailable
 	}

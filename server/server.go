@@ -171,17 +171,21 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, r
 		NoCache:  isNoCache(r.Header["Pragma"]),
 		Start:    start,
 	})
-	// Always text/plain and never sniffed: bodies come from upstream services, and an HTML page
-	// (say an error page echoing the path) must not be served as HTML on hacheck's port.
-	h := w.Header()
-	h["Content-Type"] = textPlain
-	h["X-Content-Type-Options"] = noSniff
-	if r.Method == http.MethodHead {
-		// What GET would send: net/http cannot know it without the body.
-		h["Content-Length"] = []string{strconv.Itoa(len(answer.Body))}
-		w.WriteHeader(answer.Code)
-	} else {
-		w.WriteHeader(answer.Code)
+	// Bodies come from upstream services too, and an HTML page (say an error page echoing the
+	// path) must not be served as HTML on hacheck's port. net/http's sniffing labels every
+	// other body text/plain already, and touching the header map costs a copy of it per
+	// response, so the label is set only for the bodies that need it (and for HEAD).
+	if answer.NeedsContentType || r.Method == http.MethodHead {
+		h := w.Header()
+		h["Content-Type"] = textPlain
+		h["X-Content-Type-Options"] = noSniff
+		if r.Method == http.MethodHead {
+			// What GET would send: net/http cannot know it without the body.
+			h["Content-Length"] = []string{strconv.Itoa(len(answer.Body))}
+		}
+	}
+	w.WriteHeader(answer.Code)
+	if r.Method != http.MethodHead {
 		io.WriteString(w, answer.Body)
 	}
 	source := remoteAddr(r)
