@@ -54,6 +54,14 @@ type Checker interface {
 	Check(ctx context.Context, t Target) (Result, error)
 }
 
+// Uncached is implemented by checkers whose answer costs nothing (the spool protocol): the
+// pipeline calls them directly, without the cache, a deadline or the Observer, since there is
+// no upstream check to share, bound or measure.
+type Uncached interface {
+	Checker
+	Uncached()
+}
+
 // CheckerFunc adapts a function to Checker.
 type CheckerFunc func(ctx context.Context, t Target) (Result, error)
 

@@ -160,10 +160,13 @@ func (p *Pipeline) Answer(req Request) Answer {
 		answer.Outcome = OutcomeSpoolDown
 		return answer
 	}
-	if req.Protocol == "spool" {
-		// The spool gate was the whole check: nothing to run, nothing to cache.
-		answer.Code, answer.Outcome = http.StatusOK, OutcomeOK
-		return answer
+	if uncached, ok := checker.(Uncached); ok {
+		result, err := uncached.Check(context.Background(), Target{Service: req.Service, Port: port})
+		if err != nil {
+			result = Result{Code: http.StatusServiceUnavailable, Message: err.Error(), Outcome: OutcomeError}
+		}
+		answer.Code, answer.Body, answer.Outcome = result.Code, result.Message, result.Outcome
+		return answer.validCode()
 	}
 
 	// The key lives in a stack buffer: a cache hit, the common case by far, then allocates
@@ -181,10 +184,15 @@ func (p *Pipeline) Answer(req Request) Answer {
 	p.observer.CacheServed(req.Protocol, cacheResult)
 	answer.Code, answer.Body, answer.Outcome, answer.Cache, answer.Changed = result.Code, result.Message, result.Outcome, cacheResult, changed
 	answer.NeedsContentType = result.needsContentType
-	if answer.Code < 100 || answer.Code > 599 {
-		answer.Code = http.StatusServiceUnavailable
+	return answer.validCode()
+}
+
+// validCode makes a code that is not an HTTP status (100–599) a 503, as the SPEC says.
+func (a Answer) validCode() Answer {
+	if a.Code < 100 || a.Code > 599 {
+		a.Code = http.StatusServiceUnavailable
 	}
-	return answer
+	return a
 }
 
 // headerValues are the values of one canonical header name, Host included.

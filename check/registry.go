@@ -32,7 +32,7 @@ func NewRegistry(opts Options) Registry {
 		opts.BodyLimit = DefaultBodyLimit
 	}
 	return Registry{
-		"spool": spoolChecker(),
+		"spool": spoolChecker{},
 		"http":  newHTTPChecker(opts, false),
 		"https": newHTTPChecker(opts, true),
 		"tcp":   newTCPChecker(),
