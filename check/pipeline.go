@@ -112,9 +112,6 @@ func (p *Pipeline) Cache() *Cache { return p.cache }
 // Protocols is the registry in use, for routing.
 func (p *Pipeline) Protocols() Registry { return p.settings.Load().Checkers }
 
-// Spool is the store the pipeline gates on.
-func (p *Pipeline) Spool() *spool.Store { return p.spool }
-
 // ServerStateHeader is the header HAProxy's `http-check send-state` adds.
 const ServerStateHeader = "X-Haproxy-Server-State"
 

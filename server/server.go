@@ -100,9 +100,6 @@ func metricsOptions(cfg Config) metrics.Options {
 
 func (s *Server) logger() *zerolog.Logger { return s.log.Load() }
 
-// Metrics is the server's instrumentation, for tests and benchmarks.
-func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
-
 // Pipeline is the server's check pipeline.
 func (s *Server) Pipeline() *check.Pipeline { return s.pipeline }
 
@@ -464,9 +461,9 @@ func Wrap(l net.Listener) net.Listener {
 	return hostFixListener{Listener: l, maxHeaderBytes: maxHeaderBytes}
 }
 
-// HTTPServer is the net/http server for s, with every limit set: header size, slow clients,
+// httpServer is the net/http server for s, with every limit set: header size, slow clients,
 // idle keep-alive connections, and a write deadline past the longest possible check.
-func (s *Server) HTTPServer() *http.Server {
+func (s *Server) httpServer() *http.Server {
 	return &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -483,7 +480,7 @@ func (s *Server) HTTPServer() *http.Server {
 // Serve serves on every listener until ctx is cancelled, then shuts down gracefully: no new
 // connections, running checks finish (bounded by shutdownGrace).
 func (s *Server) Serve(ctx context.Context, listeners []net.Listener, shutdownGrace time.Duration) error {
-	srv := s.HTTPServer()
+	srv := s.httpServer()
 	errs := make(chan error, len(listeners))
 	for _, l := range listeners {
 		go func() { errs <- srv.Serve(l) }()

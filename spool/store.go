@@ -59,9 +59,6 @@ func New(root string, opts ...Option) *Store {
 // Root is the spool's root directory.
 func (s *Store) Root() string { return s.root }
 
-// Now is the store's clock.
-func (s *Store) Now() time.Time { return s.now() }
-
 // EnsureRoot creates the root (mode 0750) if it is missing and checks that it can be read.
 func (s *Store) EnsureRoot() error {
 	// Every failure here is the server lacking what it needs of the root: all of them are
