@@ -51,6 +51,9 @@ type Answer struct {
 	Protocol string
 	Service  string
 	Port     int // the effective port (after X-Haproxy-Server-State)
+	// UnreadableMark is set when the spool gate answered from a mark that exists but cannot be
+	// read or parsed (counted as down): the operator must hear of it.
+	UnreadableMark *spool.Mark
 	// NeedsContentType is set when the body would not be sniffed as plain text (an upstream's
 	// HTML page, say): the server must then label it text/plain itself. Worked out once per
 	// upstream result, when it is cached.
@@ -155,6 +158,9 @@ func (p *Pipeline) Answer(req Request) Answer {
 			answer.Body += ": " + mark.Reason
 		}
 		answer.Outcome = OutcomeSpoolDown
+		if mark.Err != nil {
+			answer.UnreadableMark = &mark
+		}
 		return answer
 	}
 	if uncached, ok := checker.(Uncached); ok {

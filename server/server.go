@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,15 +37,17 @@ const (
 // Server answers hacheck's HTTP API. It is safe for concurrent use; Reload swaps its
 // configuration while requests run.
 type Server struct {
-	pipeline *check.Pipeline
-	metrics  *metrics.Metrics
-	store    *spool.Store
-	version  string
-	started  time.Time
-	log      atomic.Pointer[zerolog.Logger]
-	verbose  bool
-	cfg      atomic.Pointer[Config]
-	mux      *http.ServeMux
+	pipeline    *check.Pipeline
+	metrics     *metrics.Metrics
+	store       *spool.Store
+	version     string
+	started     time.Time
+	log         atomic.Pointer[zerolog.Logger]
+	verbose     bool
+	cfg         atomic.Pointer[Config]
+	mux         *http.ServeMux
+	warnedMarks sync.Map // mark name + error already logged by warnUnreadable
+	warnedCount atomic.Int64
 	// uninstrumented switches metrics off, only so benchmarks can measure what they cost;
 	// New never sets it.
 	uninstrumented bool
@@ -197,6 +200,9 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, r
 	}
 	if answer.Changed {
 		s.logTransition(answer)
+	}
+	if answer.UnreadableMark != nil {
+		s.warnUnreadable(answer.UnreadableMark)
 	}
 	if s.verbose {
 		s.logger().Debug().Str("protocol", protocol).Str("service", service).Int("port", answer.Port).
@@ -398,6 +404,24 @@ func addrIn(addr netip.Addr, prefixes []netip.Prefix) bool {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// maxWarnedMarks bounds the memory of which unreadable marks were already logged.
+const maxWarnedMarks = 1000
+
+// warnUnreadable logs, once per mark and error, that a mark counts as down only because it
+// cannot be read or parsed (fail closed). /status and hacheck_spool_marks_unreadable keep
+// saying it for as long as it lasts.
+func (s *Server) warnUnreadable(m *spool.Mark) {
+	key := m.Name() + "\x00" + m.Err.Error()
+	if _, seen := s.warnedMarks.Load(key); seen || s.warnedCount.Load() >= maxWarnedMarks {
+		return
+	}
+	if _, loaded := s.warnedMarks.LoadOrStore(key, struct{}{}); loaded {
+		return
+	}
+	s.warnedCount.Add(1)
+	s.logger().Warn().Str("mark", m.Name()).Err(m.Err).Msg("unreadable mark counts as down")
+}
 
 // logTransition says, once per change, that a check turned healthy or unhealthy: at info, not
 // per check.

@@ -537,3 +537,21 @@ func TestUpstreamHTMLIsServedAsText(t *testing.T) {
 		t.Fatalf("got %d, Content-Type %q, X-Content-Type-Options %q", code, header.Get("Content-Type"), header.Get("X-Content-Type-Options"))
 	}
 }
+
+// A mark that cannot be parsed fails closed, and the log says so once, not per check.
+func TestUnreadableMarkLoggedOnce(t *testing.T) {
+	var logs lockedBuffer
+	ts := startServer(t, nil)
+	ts.SetLogger(zerolog.New(&logs))
+	if err := writeMarkFile(ts.store.Root(), "web", `{"expiration": "never"}`); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if code, _, _ := ts.get(t, "/spool/web/0/"); code != 503 {
+			t.Fatalf("unreadable mark answered %d", code)
+		}
+	}
+	if n := logs.lines("unreadable mark counts as down"); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, logs.buf.String())
+	}
+}
