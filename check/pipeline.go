@@ -159,7 +159,8 @@ func (p *Pipeline) Answer(req Request) Answer {
 		}
 		answer.Outcome = OutcomeSpoolDown
 		if mark.Err != nil {
-			answer.UnreadableMark = &mark
+			unreadable := mark // a copy: taking mark's own address would allocate on every call
+			answer.UnreadableMark = &unreadable
 		}
 		return answer
 	}
