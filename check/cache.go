@@ -69,24 +69,10 @@ func NewCache() *Cache {
 // true for the one caller whose check turned the key from healthy to not or back (or found it
 // unhealthy the first time): transitions are logged once, by that caller.
 func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, fill func() Result) (result Result, kind CacheResult, changed bool) {
-	if !bypass {
-		if e := (*c.read.Load())[string(key)]; e != nil {
-			if st := e.state.Load(); st != nil {
-				select {
-				case <-st.done:
-					if now.Before(st.expires) {
-						c.hits.Add(1)
-						return st.result, CacheHit, false
-					}
-				default:
-					if f := st.fresh; f != nil && now.Before(f.expires) {
-						c.hits.Add(1)
-						return f.result, CacheHit, false
-					}
-					c.coalesced.Add(1)
-					<-st.done
-					return st.result, CacheCoalesced, false
-				}
+	if e := (*c.read.Load())[string(key)]; e != nil {
+		if st := e.state.Load(); st != nil {
+			if v := decide(st, now, bypass); v != mustCheck {
+				return c.serve(st, v)
 			}
 		}
 	}
@@ -115,26 +101,14 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 	previous := e.state.Load()
 	st := &entryState{done: make(chan struct{})}
 	if previous != nil {
-		select {
-		case <-previous.done:
-			if !bypass && now.Before(previous.expires) { // filled while we waited for the lock
-				c.mu.Unlock()
-				c.hits.Add(1)
-				return previous.result, CacheHit, false
-			}
-			if now.Before(previous.expires) {
-				st.fresh = &freshResult{previous.result, previous.expires}
-			}
-		default:
-			if f := previous.fresh; !bypass && f != nil && now.Before(f.expires) {
-				c.mu.Unlock()
-				c.hits.Add(1)
-				return f.result, CacheHit, false
-			}
+		// Decided again under the lock: another request may have filled or started a check
+		// since the lock-free look.
+		if v := decide(previous, now, bypass); v != mustCheck {
 			c.mu.Unlock()
-			c.coalesced.Add(1)
-			<-previous.done
-			return previous.result, CacheCoalesced, false
+			return c.serve(previous, v)
+		}
+		if now.Before(previous.expires) { // a Pragma: no-cache refresh of a fresh result
+			st.fresh = &freshResult{previous.result, previous.expires}
 		}
 	}
 	e.state.Store(st)
@@ -173,6 +147,51 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 		changed = !st.result.Healthy()
 	}
 	return st.result, kind, changed
+}
+
+// verdict is how a request can be answered from an entry's state.
+type verdict int
+
+const (
+	mustCheck   verdict = iota // no usable result: run a check
+	hit                        // the finished result is within its TTL
+	hitReplaced                // a Pragma: no-cache refresh runs; the result it replaces is fresh
+	join                       // a check is in flight: wait for it
+)
+
+// decide is the one rule for answering from st: a fresh finished result serves everyone but
+// a bypass; while a check runs, the fresh result a bypass replaces serves everyone but another
+// bypass, and otherwise everyone waits for the check, a bypass too (it is at least as fresh as
+// the request).
+func decide(st *entryState, now time.Time, bypass bool) verdict {
+	select {
+	case <-st.done:
+		if !bypass && now.Before(st.expires) {
+			return hit
+		}
+		return mustCheck
+	default:
+		if f := st.fresh; !bypass && f != nil && now.Before(f.expires) {
+			return hitReplaced
+		}
+		return join
+	}
+}
+
+// serve answers from st as decide said, counting it.
+func (c *Cache) serve(st *entryState, v verdict) (Result, CacheResult, bool) {
+	switch v {
+	case hit:
+		c.hits.Add(1)
+		return st.result, CacheHit, false
+	case hitReplaced:
+		c.hits.Add(1)
+		return st.fresh.result, CacheHit, false
+	default:
+		c.coalesced.Add(1)
+		<-st.done
+		return st.result, CacheCoalesced, false
+	}
 }
 
 // publishLocked makes the lock-free map a copy of entries. Callers hold mu.
