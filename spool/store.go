@@ -66,6 +66,11 @@ func (s *Store) EnsureRoot() error {
 	if err := os.MkdirAll(s.root, 0o750); err != nil {
 		return &AccessError{Path: s.root, Access: "create", Err: err}
 	}
+	return s.checkListable()
+}
+
+// checkListable reports an AccessError when the root cannot be opened and listed.
+func (s *Store) checkListable() error {
 	f, err := os.Open(s.root)
 	if err != nil {
 		return &AccessError{Path: s.root, Access: "read", Err: err}
@@ -80,16 +85,11 @@ func (s *Store) EnsureRoot() error {
 // CheckReadable reports an AccessError when the root exists but cannot be listed or searched
 // by this process. A missing root is fine: it holds no marks.
 func (s *Store) CheckReadable() error {
-	f, err := os.Open(s.root)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(s.root); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	if err != nil {
-		return &AccessError{Path: s.root, Access: "read", Err: err}
-	}
-	defer f.Close()
-	if _, err := f.Readdirnames(1); err != nil && err != io.EOF {
-		return &AccessError{Path: s.root, Access: "read", Err: err}
+	if err := s.checkListable(); err != nil {
+		return err
 	}
 	// Listing needs read permission on the directory; opening the marks needs search (x).
 	if err := syscall.Access(s.root, 0x1 /* X_OK */); err != nil {
