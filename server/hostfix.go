@@ -27,11 +27,12 @@ func (l hostFixListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &hostFixConn{Conn: c, limit: l.maxHeaderBytes}, nil
+	return &hostFixConn{lazyDeadlineConn: lazyDeadlineConn{Conn: c}, limit: l.maxHeaderBytes}, nil
 }
 
+// The connection is also a lazyDeadlineConn: one allocation per connection for both.
 type hostFixConn struct {
-	net.Conn
+	lazyDeadlineConn
 	limit   int
 	passing bool   // the first header block has been handled
 	pending []byte // bytes read from the connection and not yet handed to net/http
@@ -52,7 +53,7 @@ func (c *hostFixConn) Read(p []byte) (int, error) {
 		c.readErr = nil
 		return 0, err
 	}
-	return c.Conn.Read(p)
+	return c.lazyDeadlineConn.Read(p)
 }
 
 // bufferFirstHeader reads until the end of the first header block (or the limit, or an error;
@@ -73,7 +74,7 @@ func (c *hostFixConn) bufferFirstHeader() {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := c.Conn.Read(buf[len(buf):cap(buf)])
+		n, err := c.lazyDeadlineConn.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil {
 			c.pending, c.readErr = buf, err

@@ -49,9 +49,24 @@ type Server struct {
 	mux         *http.ServeMux
 	warnedMarks sync.Map // mark name + error already logged by warnUnreadable
 	warnedCount atomic.Int64
+	timeouts    timeouts
 	// uninstrumented switches metrics off, only so benchmarks can measure what they cost;
 	// New never sets it.
 	uninstrumented bool
+}
+
+// timeouts bound how long slow or idle clients hold a connection; tests shorten them.
+type timeouts struct {
+	readHeader, read, write, idle time.Duration
+}
+
+var defaultTimeouts = timeouts{
+	readHeader: readHeaderTimeout,
+	read:       readHeaderTimeout + 5*time.Second,
+	// From the largest check_timeout a reload may set, not the current one: the server
+	// outlives reloads, and a check still running must be able to answer.
+	write: maxCheckTimeout + 10*time.Second,
+	idle:  idleTimeout,
 }
 
 // Options are what New needs besides the configuration.
@@ -65,10 +80,11 @@ type Options struct {
 // New builds a server for cfg.
 func New(cfg Config, opts Options) *Server {
 	s := &Server{
-		store:   opts.Store,
-		version: opts.Version,
-		started: time.Now(),
-		verbose: opts.Verbose,
+		store:    opts.Store,
+		version:  opts.Version,
+		started:  time.Now(),
+		verbose:  opts.Verbose,
+		timeouts: defaultTimeouts,
 	}
 	s.log.Store(&opts.Logger)
 	s.metrics = metrics.New(opts.Store, opts.Version, metricsOptions(cfg))
@@ -479,7 +495,8 @@ func Listen(bind string, ports []int) ([]net.Listener, error) {
 	return listeners, nil
 }
 
-// Wrap applies the Host-less HTTP/1.1 fix to a listener (Listen does it already).
+// Wrap applies the Host-less HTTP/1.1 fix and the lazy deadlines (deadline.go) to a listener
+// (Listen does it already).
 func Wrap(l net.Listener) net.Listener {
 	return hostFixListener{Listener: l, maxHeaderBytes: maxHeaderBytes}
 }
@@ -489,14 +506,12 @@ func Wrap(l net.Listener) net.Listener {
 func (s *Server) httpServer() *http.Server {
 	return &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readHeaderTimeout + 5*time.Second,
-		// From the largest check_timeout a reload may set, not the current one: the server
-		// outlives reloads, and a check still running must be able to answer.
-		WriteTimeout:   maxCheckTimeout + 10*time.Second,
-		IdleTimeout:    idleTimeout,
-		MaxHeaderBytes: maxHeaderBytes,
-		ErrorLog:       newStdLogger(s.logger),
+		ReadHeaderTimeout: s.timeouts.readHeader,
+		ReadTimeout:       s.timeouts.read,
+		WriteTimeout:      s.timeouts.write,
+		IdleTimeout:       s.timeouts.idle,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          newStdLogger(s.logger),
 	}
 }
 

@@ -44,8 +44,8 @@ type testServer struct {
 }
 
 // startServer serves a Server on a real loopback listener (wrapped like production ones) until
-// the test ends.
-func startServer(t *testing.T, mutate func(*Config)) *testServer {
+// the test ends. tweaks change the Server before it serves.
+func startServer(t *testing.T, mutate func(*Config), tweaks ...func(*Server)) *testServer {
 	t.Helper()
 	cfg := DefaultConfig()
 	if mutate != nil {
@@ -53,6 +53,9 @@ func startServer(t *testing.T, mutate func(*Config)) *testServer {
 	}
 	store := watchedStore(t)
 	srv := New(cfg, Options{Store: store, Version: "test", Logger: zerolog.Nop()})
+	for _, tweak := range tweaks {
+		tweak(srv)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

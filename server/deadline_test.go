@@ -1,0 +1,226 @@
+package server
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lazyPair is a real loopback TCP connection: the accepted side wrapped as the server wraps
+// it, and the client side.
+func lazyPair(t *testing.T) (*lazyDeadlineConn, net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	client, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := &lazyDeadlineConn{Conn: accepted}
+	// A deadline that never fires would hang the test: closing turns that into a failure.
+	watchdog := time.AfterFunc(10*time.Second, func() { client.Close(); server.Close() })
+	t.Cleanup(func() { watchdog.Stop(); client.Close(); server.Close() })
+	return server, client
+}
+
+var (
+	past   = time.Unix(1, 0) // what net/http uses to stop its background read
+	never  = time.Time{}
+	anHour = func() time.Time { return time.Now().Add(time.Hour) }
+)
+
+// Each case sets read deadlines in order, then the client sends one byte (or nothing): the
+// read must return the byte unless the last deadline asked for has passed.
+func TestLazyReadDeadlines(t *testing.T) {
+	cases := []struct {
+		name      string
+		deadlines []func() time.Time
+		send      bool
+		timeout   bool
+	}{
+		{"none", nil, true, false},
+		{"past, then later: the early one armed must not cut the read", []func() time.Time{
+			func() time.Time { return past }, anHour}, true, false},
+		{"past, then cleared", []func() time.Time{func() time.Time { return past }, func() time.Time { return never }}, true, false},
+		{"later, then earlier and past", []func() time.Time{anHour, func() time.Time { return past }}, true, true},
+		{"an hour, then reached", []func() time.Time{anHour, func() time.Time { return time.Now().Add(20 * time.Millisecond) }}, false, true},
+		{"reached, never moved", []func() time.Time{func() time.Time { return time.Now().Add(20 * time.Millisecond) }}, false, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			server, client := lazyPair(t)
+			for _, d := range c.deadlines {
+				if err := server.SetReadDeadline(d()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if c.send {
+				client.Write([]byte("x"))
+			}
+			buf := make([]byte, 1)
+			n, err := server.Read(buf)
+			switch {
+			case c.timeout && !errors.Is(err, os.ErrDeadlineExceeded):
+				t.Fatalf("read = %d, %v; want the deadline exceeded", n, err)
+			case !c.timeout && (err != nil || n != 1):
+				t.Fatalf("read = %d, %v; want the byte sent", n, err)
+			}
+		})
+	}
+}
+
+// net/http stops its background read by moving the deadline into the past from another
+// goroutine; the blocked read must wake at once, whatever was armed before.
+func TestLazyDeadlineWakesABlockedRead(t *testing.T) {
+	server, client := lazyPair(t)
+	server.SetReadDeadline(anHour())
+	done := make(chan error, 1)
+	go func() {
+		_, err := server.Read(make([]byte, 1))
+		done <- err
+	}()
+	server.SetReadDeadline(past)
+	if err := <-done; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("blocked read returned %v; want the deadline exceeded", err)
+	}
+	// And the connection stays usable once the deadline is cleared, as net/http expects.
+	server.SetReadDeadline(never)
+	client.Write([]byte("x"))
+	if n, err := server.Read(make([]byte, 1)); n != 1 || err != nil {
+		t.Fatalf("read after the deadline was cleared = %d, %v", n, err)
+	}
+}
+
+func TestLazyWriteDeadlines(t *testing.T) {
+	big := make([]byte, 32<<20) // more than the socket buffers hold: the write must block
+	t.Run("an early deadline moved later does not cut a write", func(t *testing.T) {
+		server, client := lazyPair(t)
+		server.SetWriteDeadline(past)
+		server.SetWriteDeadline(anHour())
+		read := make(chan int64, 1)
+		go func() {
+			n, _ := io.Copy(io.Discard, client)
+			read <- n
+		}()
+		n, err := server.Write(big)
+		if err != nil || n != len(big) {
+			t.Fatalf("write = %d, %v; want all %d bytes", n, err, len(big))
+		}
+		server.Close()
+		if got := <-read; got != int64(len(big)) {
+			t.Fatalf("client read %d bytes, want %d", got, len(big))
+		}
+	})
+	t.Run("a reached deadline stops a write the peer does not read", func(t *testing.T) {
+		server, _ := lazyPair(t)
+		server.SetWriteDeadline(anHour())
+		server.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+		n, err := server.Write(big)
+		if !errors.Is(err, os.ErrDeadlineExceeded) || n >= len(big) {
+			t.Fatalf("write = %d, %v; want a partial write and the deadline exceeded", n, err)
+		}
+	})
+}
+
+// Deadlines moved from several goroutines while another reads: the race detector watches,
+// and the read still gets its byte once the last deadline is cleared.
+func TestLazyDeadlinesUnderConcurrentMoves(t *testing.T) {
+	server, client := lazyPair(t)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				switch (g + i) % 3 {
+				case 0:
+					server.SetReadDeadline(anHour())
+				case 1:
+					server.SetReadDeadline(time.Now().Add(time.Duration(i) * time.Millisecond))
+				default:
+					server.SetDeadline(never)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	server.SetReadDeadline(never)
+	client.Write([]byte("x"))
+	if n, err := server.Read(make([]byte, 1)); n != 1 || err != nil {
+		t.Fatalf("read after concurrent moves = %d, %v", n, err)
+	}
+}
+
+// The server's limits on slow and idle clients still hold through the lazy deadlines: a
+// client that never finishes its header, and a keep-alive connection left idle, are closed.
+func TestSlowAndIdleClientsAreCutOff(t *testing.T) {
+	short := func(s *Server) {
+		s.timeouts = timeouts{readHeader: 100 * time.Millisecond, read: 200 * time.Millisecond,
+			write: time.Second, idle: 100 * time.Millisecond}
+	}
+	ts := startServer(t, nil, short)
+	cases := []struct {
+		name, send string
+		answered   bool
+	}{
+		{"header never finished", "GET /spool/web/0/ HTTP/1.1\r\nHost: x\r\n", false},
+		{"nothing sent", "", false},
+		{"idle after a keep-alive answer", "GET /spool/web/0/ HTTP/1.1\r\nHost: x\r\n\r\n", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", ts.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second)) // the test's own bound
+			io.WriteString(conn, c.send)
+			r := bufio.NewReader(conn)
+			if c.answered {
+				resp, err := http.ReadResponse(r, nil)
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatalf("keep-alive request: %v %v", resp, err)
+				}
+				io.Copy(io.Discard, resp.Body)
+			}
+			rest, err := io.ReadAll(r)
+			if err != nil {
+				t.Fatalf("the server did not close the connection: %v (read %q)", err, rest)
+			}
+			if len(rest) > 0 && !strings.HasPrefix(string(rest), "HTTP/1.1 408") {
+				t.Fatalf("unexpected bytes before close: %q", rest)
+			}
+		})
+	}
+	// A client that keeps its connection busy within the limits is served throughout.
+	conn, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	for i := range 50 {
+		fmt.Fprintf(conn, "GET /spool/web%d/0/ HTTP/1.1\r\nHost: x\r\n\r\n", i)
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("request %d on a busy connection: %v %v", i, resp, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+	}
+}
