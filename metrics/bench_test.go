@@ -102,3 +102,35 @@ func BenchmarkLimiter(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSeenFleet is ObserveRequest and Seen for the load harness's fleet: 1,000 services
+// each checked from 50 sources, 50,000 (service, source) pairs, more than /status/count keeps,
+// so most requests count under source "other" there.
+func BenchmarkSeenFleet(b *testing.B) {
+	m, _ := newTestMetrics(b, Options{})
+	services := make([]string, 1000)
+	for i := range services {
+		services[i] = fmt.Sprintf("svc%d", i)
+	}
+	sources := make([]netip.Addr, 50)
+	for i := range sources {
+		sources[i] = netip.AddrFrom4([4]byte{127, 0, 0, byte(10 + i)})
+	}
+	now := time.Now()
+	for _, svc := range services { // every pair seen once: the steady state
+		for _, src := range sources {
+			m.Seen(m.ObserveRequest("http", svc, src, 200, check.OutcomeOK, time.Millisecond), 200, src, now)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			src := sources[i%len(sources)]
+			l := m.ObserveRequest("http", services[(i*7)%len(services)], src, 200, check.OutcomeOK, time.Millisecond)
+			m.Seen(l, 200, src, now)
+			i++
+		}
+	})
+}

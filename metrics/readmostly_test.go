@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -110,5 +111,41 @@ func TestServiceNamedOther(t *testing.T) {
 	}
 	if n := m.SourceCounts()["other"]["10.0.0.1"]; n != 3 {
 		t.Fatalf("other counted %d, want 3 (two real, one folded)", n)
+	}
+}
+
+// /status/count keeps maxSourcePairs (service, source) pairs: a fleet bigger than that loses no
+// request, and every pair past the cap counts under its service's source "other", also
+// on later requests, when the fast path finds "other" without the lock.
+func TestSourcePairsCapped(t *testing.T) {
+	const sources = 50
+	services := maxSourcePairs/sources + 20 // 1,000 pairs too many
+	m := New(nil, "test", Options{MaxServices: services, MaxSources: sources})
+	now := time.Now()
+	requests := 0
+	for round := range 2 {
+		for s := range services {
+			for i := range sources {
+				src := netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})
+				m.Seen(m.ObserveRequest("http", fmt.Sprintf("svc%d", s), src, 200, check.OutcomeOK, 0), 200, src, now)
+				requests++
+			}
+		}
+		counts := m.SourceCounts()
+		pairs, total, other := 0, int64(0), int64(0)
+		for _, bySource := range counts {
+			for source, n := range bySource {
+				total += n
+				if source == LabelOther {
+					other += n
+				} else {
+					pairs++
+				}
+			}
+		}
+		if pairs != maxSourcePairs || total != int64(requests) || other != int64((round+1)*1000) {
+			t.Fatalf("round %d: %d pairs kept (want %d), %d requests counted (want %d), %d under other (want %d)",
+				round, pairs, maxSourcePairs, total, requests, other, (round+1)*1000)
+		}
 	}
 }
