@@ -78,19 +78,6 @@ func (r *readMostly[K, V]) loadPublished(key K) (V, bool) {
 	return zero, false
 }
 
-func (r *readMostly[K, V]) load(key K) (V, bool) {
-	if v, ok := r.loadPublished(key); ok {
-		return v, true
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	v, ok := r.all[key]
-	if ok {
-		r.notePublishedMissLocked()
-	}
-	return v, ok
-}
-
 // loadOrStore returns the value for key, storing the one make returns (when its ok is true)
 // if there is none. make runs under the map's lock, at most once per call.
 func (r *readMostly[K, V]) loadOrStore(key K, make func() (V, bool)) (V, bool) {
@@ -205,7 +192,7 @@ func (m *Metrics) ServiceLabel(service string) string {
 	if service == LabelOther || service == LabelInvalid {
 		return service // a real service of that name shares the reserved series
 	}
-	if s, ok := m.services.get(service, newServiceSeries); ok {
+	if s, ok := m.services.get(service, m.newServiceSeries); ok {
 		return s.label
 	}
 	return LabelOther
@@ -216,41 +203,42 @@ func (m *Metrics) ServiceLabel(service string) string {
 // IPv6 unmapped, zone dropped) while fewer than MaxSources distinct addresses are admitted, else
 // "other"; an invalid address gives "unknown". Like ServiceLabel, it does not count an overflow.
 func (m *Metrics) SourceLabel(addr netip.Addr) string {
-	label, _, _ := m.sourceSeries(addr)
-	return label
+	return m.sourceSeries(addr).label
 }
 
-// sourceCounter is the hacheck_requests_by_source_total child for addr, counting an overflow
-// when addr is folded into "other".
-func (m *Metrics) sourceCounter(addr netip.Addr) (string, prometheus.Counter) {
-	label, counter, overflow := m.sourceSeries(addr)
-	if overflow {
+// sourceCounter is the hacheck_requests_by_source_total child for addr, with its label and
+// the label's id in /status/count's table, counting an overflow when addr is folded into
+// "other".
+func (m *Metrics) sourceCounter(addr netip.Addr) (string, uint32, prometheus.Counter) {
+	s := m.sourceSeries(addr)
+	if s.overflow {
 		m.overflowSource.Inc()
 	}
-	if counter == nil {
-		counter = lookup(&m.networkHandles, m, label, (*Metrics).newSourceCounter)
+	if s.counter == nil {
+		s.id = m.pairs.sourceIDOf(s.label)
+		s.counter = lookup(&m.networkHandles, m, s.label, (*Metrics).newSourceCounter)
 	}
-	return label, counter
+	return s.label, s.id, s.counter
 }
 
-// sourceSeries resolves addr to its label and, for an admitted address, its counter (nil for
-// network names, "other" and "unknown"). overflow says the address was refused a slot.
-func (m *Metrics) sourceSeries(addr netip.Addr) (label string, counter prometheus.Counter, overflow bool) {
+// sourceSeries resolves addr: an admitted address's series, or for a network name, "other"
+// (overflow: the address was refused a slot) and "unknown" the label alone.
+func (m *Metrics) sourceSeries(addr netip.Addr) sourceSeries {
 	if !addr.IsValid() {
-		return LabelUnknown, nil, false
+		return sourceSeries{label: LabelUnknown}
 	}
 	addr = addr.Unmap().WithZone("")
 	if name := m.networks.lookup(addr); name != "" {
-		return name, nil, false
+		return sourceSeries{label: name}
 	}
 	s, ok := m.sources.get(addr, m.newSourceSeries)
 	if !ok {
-		return LabelOther, nil, true
+		return sourceSeries{label: LabelOther, overflow: true}
 	}
-	return s.label, s.counter, false
+	return *s
 }
 
 func (m *Metrics) newSourceSeries(addr netip.Addr) *sourceSeries {
 	label := addr.String()
-	return &sourceSeries{label: label, counter: m.requestsSource.WithLabelValues(label)}
+	return &sourceSeries{label: label, id: m.pairs.sourceIDOf(label), counter: m.requestsSource.WithLabelValues(label)}
 }

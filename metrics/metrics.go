@@ -77,13 +77,14 @@ type Metrics struct {
 	handler  http.Handler
 	errorLog errorLog
 
-	services       *limiter[string, *serviceSeries]
-	sourcePairs    atomic.Int64  // (service, source) pairs in /status/count
-	otherService   serviceSeries // services beyond the cap
-	invalidService serviceSeries // requests whose service name was invalid
-	sources        *limiter[netip.Addr, *sourceSeries]
-	protocols      *limiter[string, string]
-	networks       networkTable
+	services         *limiter[string, *serviceSeries]
+	newServiceSeries func(string) *serviceSeries // made once: a method value per call would allocate
+	pairs            *pairCounts                 // /status/count
+	otherService     serviceSeries               // services beyond the cap
+	invalidService   serviceSeries               // requests whose service name was invalid
+	sources          *limiter[netip.Addr, *sourceSeries]
+	protocols        *limiter[string, string]
+	networks         networkTable
 
 	requests        *prometheus.CounterVec
 	requestsSource  *prometheus.CounterVec
@@ -118,8 +119,10 @@ type checkKey struct {
 // sourceSeries is what the source limiter stores per admitted address: its label text and its
 // counter, so a request from a known address costs one map lookup.
 type sourceSeries struct {
-	label   string
-	counter prometheus.Counter
+	label    string
+	id       uint32 // in /status/count's table
+	counter  prometheus.Counter
+	overflow bool // not a series: the address was refused a slot and counts as "other"
 }
 
 // New builds the metrics over store (nil: no spool metrics) in a registry of their own.
@@ -132,6 +135,8 @@ func New(store *spool.Store, version string, opts Options) *Metrics {
 		protocols: newLimiter[string, string](),
 	}
 	m.otherService.label, m.invalidService.label = LabelOther, LabelInvalid
+	m.pairs = newPairCounts(&m.otherService, &m.invalidService)
+	m.newServiceSeries = m.makeServiceSeries
 	m.protocols.setMax(maxProtocols)
 	m.errorLog.set(log.Default())
 	m.SetOptions(opts)
@@ -308,7 +313,7 @@ func (m *Metrics) ObserveRequest(protocol, service string, source netip.Addr, co
 		svc = &m.otherService
 	default:
 		var ok bool
-		if svc, ok = m.services.get(service, newServiceSeries); !ok {
+		if svc, ok = m.services.get(service, m.newServiceSeries); !ok {
 			svc = &m.otherService
 			m.overflowService.Inc()
 		}
@@ -322,21 +327,28 @@ func (m *Metrics) ObserveRequest(protocol, service string, source netip.Addr, co
 		svc.last.Store(h)
 	}
 	h.counter.Inc()
-	sourceLabel, counter := m.sourceCounter(source)
+	sourceLabel, sourceID, counter := m.sourceCounter(source)
 	counter.Inc()
 	lookup(&m.requestObserver, m, p, (*Metrics).newRequestObserver).Observe(elapsed.Seconds())
-	return RequestLabels{Service: svc.label, Source: sourceLabel, slot: svc}
+	return RequestLabels{Service: svc.label, Source: sourceLabel, slot: svc, sourceID: sourceID}
 }
 
 // serviceSeries is what the service limiter keeps per admitted service: its label and the
 // request counter it used last.
 type serviceSeries struct {
 	label string
+	id    uint32 // in /status/count's table
 	last  atomic.Pointer[requestHandle]
 	seen  seen
 }
 
-func newServiceSeries(service string) *serviceSeries { return &serviceSeries{label: service} }
+// makeServiceSeries is the service limiter's constructor (under its lock, so ids are handed
+// out one at a time).
+func (m *Metrics) makeServiceSeries(service string) *serviceSeries {
+	svc := &serviceSeries{label: service}
+	m.pairs.registerService(svc)
+	return svc
+}
 
 type requestHandle struct {
 	protocol string
@@ -349,9 +361,10 @@ type requestHandle struct {
 // that keeps per-service or per-source state (the server's /recent and /status/count) and must
 // stay within the same caps.
 type RequestLabels struct {
-	Service string
-	Source  string
-	slot    *serviceSeries // the service's slot, so Seen needs no second lookup
+	Service  string
+	Source   string
+	slot     *serviceSeries // the service's slot, so Seen needs no second lookup
+	sourceID uint32         // Source's id in /status/count's table
 }
 
 // ConfigReloaded records the outcome of a configuration load at time at; a failure leaves the

@@ -27,8 +27,8 @@ func TestReadMostlyConcurrent(t *testing.T) {
 					t.Errorf("goroutine %d: loadOrStore(%s) = %d, %v", g, key, v, ok)
 					return
 				}
-				if v, ok := r.load(key); !ok || v != i {
-					t.Errorf("goroutine %d: load(%s) = %d, %v", g, key, v, ok)
+				if v, ok := r.loadOrStore(key, func() (int, bool) { return -1, true }); !ok || v != i {
+					t.Errorf("goroutine %d: second loadOrStore(%s) = %d, %v", g, key, v, ok)
 					return
 				}
 			}
