@@ -87,8 +87,11 @@ func TestLoadHarness(t *testing.T) {
 		{"/spool, new connection per request", func(addr string) loadFigures {
 			return runWrk(t, seconds, "http://"+addr+"/spool/web/0/", "-H", "Connection: close")
 		}},
-		{"1,000 services x 50 sources (cached /http)", func(addr string) loadFigures {
-			return runSpread(t, seconds, addr, backendPort, 1000, 50)
+		{"1,000 services x 50 sources (cached /http), keep-alive", func(addr string) loadFigures {
+			return runSpread(t, seconds, addr, backendPort, 1000, 50, false)
+		}},
+		{"1,000 services x 50 sources (cached /http), new connection per request", func(addr string) loadFigures {
+			return runSpread(t, seconds, addr, backendPort, 1000, 50, true)
 		}},
 	}
 
@@ -166,17 +169,22 @@ func runWrk(t *testing.T, seconds int, url string, extra ...string) loadFigures 
 	return f
 }
 
-// runSpread drives addr from `sources` loopback addresses (127.0.0.10 on), one keep-alive
-// connection each, every request for one of `services` service names chosen at random: the
-// label and cache spread of a real fleet, which wrk cannot make (it cannot bind source
-// addresses). The client must cost little and the same for both servers, or it measures
-// itself: requests are pre-built bytes and responses are read with the benchmarks' minimal
-// parser (status line, Content-Length, discard).
-func runSpread(t *testing.T, seconds int, addr, port string, services, sources int) loadFigures {
+// runSpread drives addr from `sources` loopback addresses (127.0.0.10 on), one client each,
+// every request for one of `services` service names chosen at random: the label and cache
+// spread of a real fleet, which wrk cannot make (it cannot bind source addresses). Each client
+// keeps one keep-alive connection, or with newConnEach opens a new connection for every request
+// and asks the server to close it, as HAProxy checks. The client must cost little and the same
+// for both servers, or it measures itself: requests are pre-built bytes and responses are read
+// with the benchmarks' minimal parser (status line, Content-Length, discard).
+func runSpread(t *testing.T, seconds int, addr, port string, services, sources int, newConnEach bool) loadFigures {
 	t.Helper()
+	connection := ""
+	if newConnEach {
+		connection = "Connection: close\r\n"
+	}
 	requests := make([][]byte, services)
 	for i := range requests {
-		requests[i] = []byte("GET /http/svc" + strconv.Itoa(i) + "/" + port + "/health HTTP/1.1\r\nHost: lb\r\n\r\n")
+		requests[i] = []byte("GET /http/svc" + strconv.Itoa(i) + "/" + port + "/health HTTP/1.1\r\nHost: lb\r\n" + connection + "\r\n")
 	}
 	deadline := time.Now().Add(time.Duration(seconds) * time.Second)
 	var total atomic.Int64
@@ -187,18 +195,26 @@ func runSpread(t *testing.T, seconds int, addr, port string, services, sources i
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(10+i))}
-			conn, err := (&net.Dialer{LocalAddr: local}).Dial("tcp", addr)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer conn.Close()
-			r := bufio.NewReaderSize(conn, 4096)
+			dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(10+i))}}
+			var conn net.Conn
+			r := bufio.NewReaderSize(nil, 4096)
+			defer func() {
+				if conn != nil {
+					conn.Close()
+				}
+			}()
 			rng := rand.New(rand.NewPCG(uint64(i), 7))
 			lat := make([]time.Duration, 0, 1<<16)
 			for time.Now().Before(deadline) {
 				start := time.Now()
+				if conn == nil {
+					var err error
+					if conn, err = dialer.Dial("tcp", addr); err != nil {
+						errs <- err
+						return
+					}
+					r.Reset(conn)
+				}
 				if _, err := conn.Write(requests[rng.IntN(services)]); err != nil {
 					errs <- err
 					return
@@ -206,6 +222,10 @@ func runSpread(t *testing.T, seconds int, addr, port string, services, sources i
 				if err := readResponse(r); err != nil {
 					errs <- err
 					return
+				}
+				if newConnEach {
+					conn.Close()
+					conn = nil
 				}
 				lat = append(lat, time.Since(start))
 			}
