@@ -3,7 +3,6 @@ package server
 import (
 	"bufio"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -209,18 +208,5 @@ func TestSlowAndIdleClientsAreCutOff(t *testing.T) {
 		})
 	}
 	// A client that keeps its connection busy within the limits is served throughout.
-	conn, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	r := bufio.NewReader(conn)
-	for i := range 50 {
-		fmt.Fprintf(conn, "GET /spool/web%d/0/ HTTP/1.1\r\nHost: x\r\n\r\n", i)
-		resp, err := http.ReadResponse(r, nil)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("request %d on a busy connection: %v %v", i, resp, err)
-		}
-		io.Copy(io.Discard, resp.Body)
-	}
+	serveOnOneConnection(t, ts.addr, 50)
 }

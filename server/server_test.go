@@ -148,13 +148,20 @@ func TestHAProxyShapedRequests(t *testing.T) {
 
 func TestKeepAliveConnectionServesMany(t *testing.T) {
 	ts := startServer(t, nil)
-	conn, err := net.Dial("tcp", ts.addr)
+	serveOnOneConnection(t, ts.addr, 5)
+}
+
+// serveOnOneConnection sends n spool checks one after another on one keep-alive connection;
+// each must be answered 200.
+func serveOnOneConnection(t *testing.T, addr string, n int) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	r := bufio.NewReader(conn)
-	for i := range 5 {
+	for i := range n {
 		fmt.Fprintf(conn, "GET /spool/web%d/0/ HTTP/1.1\r\nHost: x\r\n\r\n", i)
 		resp, err := http.ReadResponse(r, nil)
 		if err != nil || resp.StatusCode != 200 {
