@@ -18,6 +18,9 @@ type pairCounts struct {
 	shift uint         // 64 - log2(len(slots))
 	pairs atomic.Int64 // pairs counted as themselves, for the cap
 	taken atomic.Int64 // slots taken, "other" pairs included
+	// overflow is the (other, other) slot, made first: where a request's pair goes when
+	// nothing else can take it.
+	overflow *pairSlot
 
 	mu       sync.Mutex
 	services []*serviceSeries // by service id
@@ -54,7 +57,7 @@ func newPairCounts(other, invalid *serviceSeries) *pairCounts {
 	p := &pairCounts{slots: make([]pairSlot, pairSlots), shift: uint(64 - bits.TrailingZeros(pairSlots))}
 	other.id, invalid.id = otherServiceID, invalidServiceID
 	p.services = []*serviceSeries{other, invalid}
-	p.claim(pairKey(otherServiceID, p.sourceIDOf(LabelOther)))
+	p.overflow, _ = p.claim(pairKey(otherServiceID, p.sourceIDOf(LabelOther)))
 	return p
 }
 
@@ -110,28 +113,37 @@ func (p *pairCounts) otherPair(service uint32) *pairSlot {
 		return slot
 	}
 	if p.taken.Load() < maxPairLoad {
-		slot, _ := p.claim(key)
-		return slot
+		if slot, _ := p.claim(key); slot != nil {
+			return slot
+		}
 	}
-	return p.find(pairKey(otherServiceID, p.sourceIDOf(LabelOther)))
+	return p.overflow
 }
 
-// find returns key's slot, or nil when the pair has none.
+// maxProbes bounds a lookup. At the load the table is kept under, a probe sequence is a few
+// slots long; the bound only matters if racing requests ever pushed it near full.
+const maxProbes = 1024
+
+// find returns key's slot, or nil when the pair has none (or none within maxProbes).
 func (p *pairCounts) find(key uint64) *pairSlot {
-	for i := p.home(key); ; i = (i + 1) & uint64(len(p.slots)-1) {
+	i := p.home(key)
+	for range maxProbes {
 		switch p.slots[i].key.Load() {
 		case key:
 			return &p.slots[i]
 		case 0:
 			return nil
 		}
+		i = (i + 1) & uint64(len(p.slots)-1)
 	}
+	return nil
 }
 
 // claim returns key's slot, taking an empty one for it if no other request did first; fresh
-// says this call took it.
+// says this call took it. It is nil when no slot within maxProbes is free.
 func (p *pairCounts) claim(key uint64) (slot *pairSlot, fresh bool) {
-	for i := p.home(key); ; i = (i + 1) & uint64(len(p.slots)-1) {
+	i := p.home(key)
+	for range maxProbes {
 		slot := &p.slots[i]
 		k := slot.key.Load()
 		if k == 0 && slot.key.CompareAndSwap(0, key) {
@@ -141,7 +153,9 @@ func (p *pairCounts) claim(key uint64) (slot *pairSlot, fresh bool) {
 		if k == key || slot.key.Load() == key {
 			return slot, false
 		}
+		i = (i + 1) & uint64(len(p.slots)-1)
 	}
+	return nil, false
 }
 
 func (p *pairCounts) home(key uint64) uint64 {

@@ -17,7 +17,10 @@ import (
 // or Write finds that the deadline asked for is later, arms that one and carries on. A deadline
 // earlier than the armed one is armed at once, so no Read or Write outlives the deadline asked
 // for, and a Read blocked in another goroutine is woken when the deadline moves into the past
-// (which is how net/http stops its background read).
+// (which is how net/http stops its background read). Between requests the underlying
+// connection may hold a deadline in the past that this wrapper knows to be stale, so nothing
+// may reach it but through these methods: the wrapper must not expose ReadFrom, WriteTo or
+// SyscallConn.
 type lazyDeadlineConn struct {
 	net.Conn
 	mu    sync.Mutex // serialises arming with the decision to arm

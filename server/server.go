@@ -206,14 +206,14 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, r
 		io.WriteString(w, answer.Body)
 	}
 	source := remoteAddr(r)
-	// time.Since reads only the monotonic clock; /recent's second can be the request's start.
+	// time.Since reads only the monotonic clock; the end for /recent is derived from it.
 	elapsed := time.Since(start)
 	labels := metrics.RequestLabels{Service: answer.Service}
 	if !s.uninstrumented {
 		labels = s.metrics.ObserveRequest(answer.Protocol, answer.Service, source, answer.Code, answer.Outcome, elapsed)
 	}
 	if answer.Service != "" {
-		s.metrics.Seen(labels, answer.Code, source, start)
+		s.metrics.Seen(labels, answer.Code, source, start.Add(elapsed))
 	}
 	if answer.Changed {
 		s.logTransition(answer)
