@@ -215,8 +215,7 @@ func (m *Metrics) sourceCounter(addr netip.Addr) (string, uint32, prometheus.Cou
 		m.overflowSource.Inc()
 	}
 	if s.counter == nil {
-		s.id = m.pairs.sourceIDOf(s.label)
-		s.counter = lookup(&m.networkHandles, m, s.label, (*Metrics).newSourceCounter)
+		s = lookup(&m.labelSeries, m, s.label, (*Metrics).newLabelSeries)
 	}
 	return s.label, s.id, s.counter
 }

@@ -100,7 +100,7 @@ type Metrics struct {
 
 	// Handle caches, keyed by bounded label values only, so they are as bounded as the series.
 	requestHandles  readMostly[requestKey, prometheus.Counter]
-	networkHandles  readMostly[string, prometheus.Counter]  // source labels that are not admitted addresses
+	labelSeries     readMostly[string, sourceSeries]        // source labels that are not admitted addresses
 	requestObserver readMostly[string, prometheus.Observer] // by protocol label
 	checkObserver   readMostly[checkKey, prometheus.Observer]
 }
@@ -399,8 +399,10 @@ func (m *Metrics) newCheckObserver(k checkKey) prometheus.Observer {
 	return m.checkDuration.WithLabelValues(k.protocol, string(k.outcome))
 }
 
-func (m *Metrics) newSourceCounter(label string) prometheus.Counter {
-	return m.requestsSource.WithLabelValues(label)
+// newLabelSeries is the series of a source label that is not an admitted address: a network
+// name, "other" or "unknown".
+func (m *Metrics) newLabelSeries(label string) sourceSeries {
+	return sourceSeries{label: label, id: m.pairs.sourceIDOf(label), counter: m.requestsSource.WithLabelValues(label)}
 }
 
 // protocolLabel bounds the protocol label: "" is "unknown", and past maxProtocols distinct

@@ -20,7 +20,8 @@ type pairCounts struct {
 	taken atomic.Int64 // slots taken, "other" pairs included
 	// overflow is the (other, other) slot, made first: where a request's pair goes when
 	// nothing else can take it.
-	overflow *pairSlot
+	overflow    *pairSlot
+	otherSource uint32 // the id of source label "other"
 
 	mu       sync.Mutex
 	services []*serviceSeries // by service id
@@ -57,7 +58,8 @@ func newPairCounts(other, invalid *serviceSeries) *pairCounts {
 	p := &pairCounts{slots: make([]pairSlot, pairSlots), shift: uint(64 - bits.TrailingZeros(pairSlots))}
 	other.id, invalid.id = otherServiceID, invalidServiceID
 	p.services = []*serviceSeries{other, invalid}
-	p.overflow, _ = p.claim(pairKey(otherServiceID, p.sourceIDOf(LabelOther)))
+	p.otherSource = p.sourceIDOf(LabelOther)
+	p.overflow, _ = p.claim(pairKey(otherServiceID, p.otherSource))
 	return p
 }
 
@@ -108,7 +110,7 @@ func (p *pairCounts) add(service, source uint32) {
 
 // otherPair is the slot of (service, "other"), or of (other, other) once the table is full.
 func (p *pairCounts) otherPair(service uint32) *pairSlot {
-	key := pairKey(service, p.sourceIDOf(LabelOther))
+	key := pairKey(service, p.otherSource)
 	if slot := p.find(key); slot != nil {
 		return slot
 	}
