@@ -5,43 +5,42 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// lazyDeadlineConn gives net/http every deadline it asks for while re-arming the runtime's
-// timer far less often. On a keep-alive connection net/http moves the deadlines up to seven
-// times per request (idle wait, header, whole request, write, and the abort and reset around
-// its background read), and each move is a timer update under the poller's lock: about 5% of
-// the CPU of a cached check in profiles. Most of those moves push a deadline later. A later
-// deadline is only recorded here; the armed one stays, and if it fires first the blocked Read
-// or Write finds that the deadline asked for is later, arms that one and carries on. A deadline
-// earlier than the armed one is armed at once, so no Read or Write outlives the deadline asked
-// for, and a Read blocked in another goroutine is woken when the deadline moves into the past
-// (which is how net/http stops its background read). Between requests the underlying
-// connection may hold a deadline in the past that this wrapper knows to be stale, so nothing
-// may reach it but through these methods: the wrapper must not expose ReadFrom, WriteTo or
-// SyscallConn.
+// lazyDeadlineConn gives net/http every deadline it asks for without a runtime timer update per
+// request. On a keep-alive connection net/http moves the deadlines up to seven times a request
+// (idle wait, header, whole request, write, and the abort and reset around its background
+// read); each move arms, re-arms or stops a timer under the poller's lock and reads the clock
+// twice, about 10% of the CPU of a cached check in the load harness.
+//
+// Deadlines near enough to matter at a fine grain (within the reaper's horizon: tests' short
+// timeouts, and the past deadline net/http uses to wake its background read) are armed on the
+// connection at once, as before. Farther ones (net/http's header, idle, read and write
+// timeouts, 5 s and more) are only recorded; the listener's deadlineReaper looks at every
+// connection once a tick and arms a past deadline on any whose recorded deadline has been
+// reached, which wakes a blocked Read or Write with os.ErrDeadlineExceeded. So a far deadline
+// fires up to one tick late, and never early.
+//
+// Whatever is armed on the underlying connection is never later than the deadline asked for;
+// when it fires, Read and Write ask rearm whether the deadline asked for has really been
+// reached, and carry on if not. Between requests the underlying connection may hold a deadline
+// in the past that this wrapper knows to be stale, so nothing may reach it but through these
+// methods: the wrapper must not expose ReadFrom, WriteTo or SyscallConn.
 type lazyDeadlineConn struct {
 	net.Conn
-	mu    sync.Mutex // serialises arming with the decision to arm
-	read  deadline
-	write deadline
+	reaper *deadlineReaper
+	mu     sync.Mutex // serialises arming with the decision to arm
+	read   deadline
+	write  deadline
 }
 
-// deadline is one direction's deadline: what net/http asked for and what the runtime enforces.
-// Zero means none. armed is never later than want (none being the latest of all).
+// deadline is one direction's deadline. Zero means none.
 type deadline struct {
-	want, armed time.Time
-}
-
-// ask records t and reports whether it must be armed now: when it is earlier than the armed
-// deadline, or when nothing is armed.
-func (d *deadline) ask(t time.Time) bool {
-	d.want = t
-	if d.armed.IsZero() {
-		return !t.IsZero()
-	}
-	return !t.IsZero() && t.Before(d.armed)
+	// wantAt is the deadline asked for, on the reaper's clock; 0 when there is none.
+	wantAt atomic.Int64
+	armed  time.Time // what the runtime enforces; guarded by mu; never later than wantAt
 }
 
 func (c *lazyDeadlineConn) SetReadDeadline(t time.Time) error  { return c.set(&c.read, t) }
@@ -52,9 +51,19 @@ func (c *lazyDeadlineConn) SetDeadline(t time.Time) error {
 }
 
 func (c *lazyDeadlineConn) set(d *deadline, t time.Time) error {
+	at := c.reaper.clockOf(t)
+	if t.IsZero() || c.reaper.far(at) {
+		// Only recorded, without the lock: whatever is armed is earlier (a near deadline
+		// armed before was near when the reaper's clock was no later than now), and if it
+		// fires, rearm finds this one.
+		d.wantAt.Store(at)
+		return nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !d.ask(t) {
+	d.wantAt.Store(at)
+	// An earlier deadline armed before stays: if it fires, rearm finds this one.
+	if !d.armed.IsZero() && !t.Before(d.armed) {
 		return nil
 	}
 	return c.arm(d, t)
@@ -89,15 +98,43 @@ func (c *lazyDeadlineConn) Write(p []byte) (int, error) {
 	}
 }
 
-// rearm runs after d's armed deadline fired. If that was the deadline asked for, the timeout
-// is real; otherwise it arms the one asked for and says to try again.
+// rearm runs after what was armed for d fired. If the deadline asked for has been reached, the
+// timeout is real; otherwise it arms what the deadline asked for needs and says to try again.
 func (c *lazyDeadlineConn) rearm(d *deadline) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if d.want.Equal(d.armed) {
+	at := d.wantAt.Load()
+	switch {
+	case at == 0 || c.reaper.far(at):
+		// Clearing costs no timer; a far deadline is the reaper's.
+		return c.arm(d, time.Time{}) == nil
+	case at <= c.reaper.now.Load():
 		return false
 	}
-	return c.arm(d, d.want) == nil
+	want := c.reaper.timeOf(at)
+	if !want.After(time.Now()) {
+		return false
+	}
+	return c.arm(d, want) == nil
+}
+
+// expire is the reaper's: d's deadline has been reached, so make a blocked Read or Write (and
+// the next one) fail.
+func (c *lazyDeadlineConn) expire(d *deadline, now int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if at := d.wantAt.Load(); at != 0 && at <= now && !d.armed.Equal(aLongTimeAgo) {
+		c.arm(d, aLongTimeAgo)
+	}
+}
+
+// aLongTimeAgo is the past deadline the reaper arms, as net/http does to wake a read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Close also stops the reaper looking at the connection.
+func (c *lazyDeadlineConn) Close() error {
+	c.reaper.forget(c)
+	return c.Conn.Close()
 }
 
 // CloseWrite keeps the TCP half-close visible through the wrapper: net/http sends a FIN this
@@ -107,4 +144,91 @@ func (c *lazyDeadlineConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
+}
+
+// deadlineReaper enforces the far deadlines of a listener's connections: every tick it arms a
+// past deadline on each connection whose recorded deadline has been reached.
+type deadlineReaper struct {
+	tick  time.Duration
+	epoch time.Time    // the reaper's clock is monotonic nanoseconds since epoch
+	now   atomic.Int64 // the reaper's clock at its last tick: never ahead of the real one
+
+	mu    sync.Mutex
+	conns map[*lazyDeadlineConn]struct{}
+	stop  chan struct{}
+	once  sync.Once
+}
+
+// defaultReaperTick is how late a far deadline may fire: net/http's shortest is 5 s.
+const defaultReaperTick = 500 * time.Millisecond
+
+func newDeadlineReaper(tick time.Duration) *deadlineReaper {
+	r := &deadlineReaper{tick: tick, epoch: time.Now(), conns: make(map[*lazyDeadlineConn]struct{}), stop: make(chan struct{})}
+	go r.run()
+	return r
+}
+
+// clockOf is t on the reaper's clock (t's monotonic reading, when it has one), never 0.
+func (r *deadlineReaper) clockOf(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(int64(t.Sub(r.epoch)), 1)
+}
+
+// timeOf is the time of a reading of the reaper's clock (with a monotonic reading).
+func (r *deadlineReaper) timeOf(at int64) time.Time { return r.epoch.Add(time.Duration(at)) }
+
+// far says at is more than two ticks past the reaper's clock, so the reaper can enforce it:
+// nearer deadlines need the runtime's precision. The reaper's clock is never ahead of the real
+// one, so a stale reading only makes more deadlines far, which only makes them up to a tick
+// late.
+func (r *deadlineReaper) far(at int64) bool {
+	return at > r.now.Load()+int64(2*r.tick)
+}
+
+func (r *deadlineReaper) watch(c *lazyDeadlineConn) {
+	r.mu.Lock()
+	r.conns[c] = struct{}{}
+	r.mu.Unlock()
+}
+
+func (r *deadlineReaper) forget(c *lazyDeadlineConn) {
+	r.mu.Lock()
+	delete(r.conns, c)
+	r.mu.Unlock()
+}
+
+func (r *deadlineReaper) close() { r.once.Do(func() { close(r.stop) }) }
+
+func (r *deadlineReaper) run() {
+	ticker := time.NewTicker(r.tick)
+	defer ticker.Stop()
+	var due []*lazyDeadlineConn
+	for {
+		now := int64(time.Since(r.epoch))
+		r.now.Store(now)
+		due = due[:0]
+		r.mu.Lock()
+		for c := range r.conns {
+			if reached(&c.read, now) || reached(&c.write, now) {
+				due = append(due, c)
+			}
+		}
+		r.mu.Unlock()
+		for _, c := range due {
+			c.expire(&c.read, now)
+			c.expire(&c.write, now)
+		}
+		select {
+		case <-ticker.C:
+		case <-r.stop:
+			return
+		}
+	}
+}
+
+func reached(d *deadline, now int64) bool {
+	at := d.wantAt.Load()
+	return at != 0 && at <= now
 }

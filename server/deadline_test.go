@@ -13,9 +13,17 @@ import (
 	"time"
 )
 
+// Deadline tests run twice: with every deadline armed on the connection at once (a reaper
+// whose tick is so long that no deadline is far) and with every deadline but the past ones
+// left to a fast reaper.
+var reaperTicks = []struct {
+	name string
+	tick time.Duration
+}{{"armed", time.Hour}, {"reaped", 2 * time.Millisecond}}
+
 // lazyPair is a real loopback TCP connection: the accepted side wrapped as the server wraps
 // it, and the client side.
-func lazyPair(t *testing.T) (*lazyDeadlineConn, net.Conn) {
+func lazyPair(t *testing.T, tick time.Duration) (*lazyDeadlineConn, net.Conn) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -30,11 +38,20 @@ func lazyPair(t *testing.T) (*lazyDeadlineConn, net.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := &lazyDeadlineConn{Conn: accepted}
+	reaper := newDeadlineReaper(tick)
+	server := &lazyDeadlineConn{Conn: accepted, reaper: reaper}
+	reaper.watch(server)
+	t.Cleanup(reaper.close)
 	// A deadline that never fires would hang the test: closing turns that into a failure.
 	watchdog := time.AfterFunc(10*time.Second, func() { client.Close(); server.Close() })
 	t.Cleanup(func() { watchdog.Stop(); client.Close(); server.Close() })
 	return server, client
+}
+
+func forEachReaper(t *testing.T, name string, test func(t *testing.T, tick time.Duration)) {
+	for _, rt := range reaperTicks {
+		t.Run(strings.TrimPrefix(name+"/"+rt.name, "/"), func(t *testing.T) { test(t, rt.tick) })
+	}
 }
 
 var (
@@ -61,8 +78,8 @@ func TestLazyReadDeadlines(t *testing.T) {
 		{"reached, never moved", []func() time.Time{func() time.Time { return time.Now().Add(20 * time.Millisecond) }}, false, true},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			server, client := lazyPair(t)
+		forEachReaper(t, c.name, func(t *testing.T, tick time.Duration) {
+			server, client := lazyPair(t, tick)
 			for _, d := range c.deadlines {
 				if err := server.SetReadDeadline(d()); err != nil {
 					t.Fatal(err)
@@ -86,7 +103,11 @@ func TestLazyReadDeadlines(t *testing.T) {
 // net/http stops its background read by moving the deadline into the past from another
 // goroutine; the blocked read must wake at once, whatever was armed before.
 func TestLazyDeadlineWakesABlockedRead(t *testing.T) {
-	server, client := lazyPair(t)
+	forEachReaper(t, "", testLazyDeadlineWakesABlockedRead)
+}
+
+func testLazyDeadlineWakesABlockedRead(t *testing.T, tick time.Duration) {
+	server, client := lazyPair(t, tick)
 	server.SetReadDeadline(anHour())
 	done := make(chan error, 1)
 	go func() {
@@ -107,8 +128,8 @@ func TestLazyDeadlineWakesABlockedRead(t *testing.T) {
 
 func TestLazyWriteDeadlines(t *testing.T) {
 	big := make([]byte, 32<<20) // more than the socket buffers hold: the write must block
-	t.Run("an early deadline moved later does not cut a write", func(t *testing.T) {
-		server, client := lazyPair(t)
+	forEachReaper(t, "an early deadline moved later does not cut a write", func(t *testing.T, tick time.Duration) {
+		server, client := lazyPair(t, tick)
 		server.SetWriteDeadline(past)
 		server.SetWriteDeadline(anHour())
 		read := make(chan int64, 1)
@@ -125,8 +146,8 @@ func TestLazyWriteDeadlines(t *testing.T) {
 			t.Fatalf("client read %d bytes, want %d", got, len(big))
 		}
 	})
-	t.Run("a reached deadline stops a write the peer does not read", func(t *testing.T) {
-		server, _ := lazyPair(t)
+	forEachReaper(t, "a reached deadline stops a write the peer does not read", func(t *testing.T, tick time.Duration) {
+		server, _ := lazyPair(t, tick)
 		server.SetWriteDeadline(anHour())
 		server.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 		n, err := server.Write(big)
@@ -139,7 +160,11 @@ func TestLazyWriteDeadlines(t *testing.T) {
 // Deadlines moved from several goroutines while another reads: the race detector watches,
 // and the read still gets its byte once the last deadline is cleared.
 func TestLazyDeadlinesUnderConcurrentMoves(t *testing.T) {
-	server, client := lazyPair(t)
+	forEachReaper(t, "", testLazyDeadlinesUnderConcurrentMoves)
+}
+
+func testLazyDeadlinesUnderConcurrentMoves(t *testing.T, tick time.Duration) {
+	server, client := lazyPair(t, tick)
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Add(1)
@@ -167,10 +192,20 @@ func TestLazyDeadlinesUnderConcurrentMoves(t *testing.T) {
 
 // The server's limits on slow and idle clients still hold through the lazy deadlines: a
 // client that never finishes its header, and a keep-alive connection left idle, are closed.
+// With timeouts of 100 ms the deadlines are armed on the connection; with 1.5 s (more than two
+// of the reaper's ticks) the reaper enforces them.
 func TestSlowAndIdleClientsAreCutOff(t *testing.T) {
+	for _, limit := range []time.Duration{100 * time.Millisecond, 1500 * time.Millisecond} {
+		t.Run(limit.String(), func(t *testing.T) {
+			t.Parallel()
+			testSlowAndIdleClientsAreCutOff(t, limit)
+		})
+	}
+}
+
+func testSlowAndIdleClientsAreCutOff(t *testing.T, limit time.Duration) {
 	short := func(s *Server) {
-		s.timeouts = timeouts{readHeader: 100 * time.Millisecond, read: 200 * time.Millisecond,
-			write: time.Second, idle: 100 * time.Millisecond}
+		s.timeouts = timeouts{readHeader: limit, read: 2 * limit, write: 10 * limit, idle: limit}
 	}
 	ts := startServer(t, nil, short)
 	cases := []struct {
@@ -183,6 +218,7 @@ func TestSlowAndIdleClientsAreCutOff(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			conn, err := net.Dial("tcp", ts.addr)
 			if err != nil {
 				t.Fatal(err)

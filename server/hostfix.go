@@ -20,6 +20,7 @@ const injectedHost = "hacheck.invalid"
 type hostFixListener struct {
 	net.Listener
 	maxHeaderBytes int
+	reaper         *deadlineReaper // enforces its connections' far deadlines (deadline.go)
 }
 
 func (l hostFixListener) Accept() (net.Conn, error) {
@@ -27,7 +28,14 @@ func (l hostFixListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &hostFixConn{lazyDeadlineConn: lazyDeadlineConn{Conn: c}, limit: l.maxHeaderBytes}, nil
+	fixed := &hostFixConn{lazyDeadlineConn: lazyDeadlineConn{Conn: c, reaper: l.reaper}, limit: l.maxHeaderBytes}
+	l.reaper.watch(&fixed.lazyDeadlineConn)
+	return fixed, nil
+}
+
+func (l hostFixListener) Close() error {
+	l.reaper.close()
+	return l.Listener.Close()
 }
 
 // The connection is also a lazyDeadlineConn: one allocation per connection for both.

@@ -498,7 +498,7 @@ func Listen(bind string, ports []int) ([]net.Listener, error) {
 // Wrap applies the Host-less HTTP/1.1 fix and the lazy deadlines (deadline.go) to a listener
 // (Listen does it already).
 func Wrap(l net.Listener) net.Listener {
-	return hostFixListener{Listener: l, maxHeaderBytes: maxHeaderBytes}
+	return hostFixListener{Listener: l, maxHeaderBytes: maxHeaderBytes, reaper: newDeadlineReaper(defaultReaperTick)}
 }
 
 // httpServer is the net/http server for s, with every limit set: header size, slow clients,
