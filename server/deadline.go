@@ -153,17 +153,19 @@ type deadlineReaper struct {
 	epoch time.Time    // the reaper's clock is monotonic nanoseconds since epoch
 	now   atomic.Int64 // the reaper's clock at its last tick: never ahead of the real one
 
-	mu    sync.Mutex
-	conns map[*lazyDeadlineConn]struct{}
-	stop  chan struct{}
-	once  sync.Once
+	mu      sync.Mutex
+	conns   map[*lazyDeadlineConn]struct{}
+	closing bool // the listener is closed: stop once the last connection is
+	running bool // run is ticking
+	closed  chan struct{}
+	once    sync.Once
 }
 
 // defaultReaperTick is how late a far deadline may fire: net/http's shortest is 5 s.
 const defaultReaperTick = 500 * time.Millisecond
 
 func newDeadlineReaper(tick time.Duration) *deadlineReaper {
-	r := &deadlineReaper{tick: tick, epoch: time.Now(), conns: make(map[*lazyDeadlineConn]struct{}), stop: make(chan struct{})}
+	r := &deadlineReaper{tick: tick, epoch: time.Now(), conns: make(map[*lazyDeadlineConn]struct{}), closed: make(chan struct{}), running: true}
 	go r.run()
 	return r
 }
@@ -189,8 +191,13 @@ func (r *deadlineReaper) far(at int64) bool {
 
 func (r *deadlineReaper) watch(c *lazyDeadlineConn) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.conns[c] = struct{}{}
-	r.mu.Unlock()
+	if !r.running {
+		// Accepted just before the listener closed, after the reaper saw no connection left.
+		r.running = true
+		go r.run()
+	}
 }
 
 func (r *deadlineReaper) forget(c *lazyDeadlineConn) {
@@ -199,17 +206,33 @@ func (r *deadlineReaper) forget(c *lazyDeadlineConn) {
 	r.mu.Unlock()
 }
 
-func (r *deadlineReaper) close() { r.once.Do(func() { close(r.stop) }) }
+// close is the listener's: the reaper goes on enforcing the deadlines of the connections
+// still open (http.Server.Shutdown closes listeners first, then waits for connections, which
+// their read and write timeouts must still bound), and stops when the last one is closed.
+func (r *deadlineReaper) close() {
+	r.once.Do(func() {
+		r.mu.Lock()
+		r.closing = true
+		r.mu.Unlock()
+		close(r.closed)
+	})
+}
 
 func (r *deadlineReaper) run() {
 	ticker := time.NewTicker(r.tick)
 	defer ticker.Stop()
+	closed := r.closed
 	var due []*lazyDeadlineConn
 	for {
 		now := int64(time.Since(r.epoch))
 		r.now.Store(now)
 		due = due[:0]
 		r.mu.Lock()
+		if r.closing && len(r.conns) == 0 {
+			r.running = false
+			r.mu.Unlock()
+			return
+		}
 		for c := range r.conns {
 			if reached(&c.read, now) || reached(&c.write, now) {
 				due = append(due, c)
@@ -222,8 +245,8 @@ func (r *deadlineReaper) run() {
 		}
 		select {
 		case <-ticker.C:
-		case <-r.stop:
-			return
+		case <-closed:
+			closed = nil // look at once whether any connection is left, then keep ticking
 		}
 	}
 }

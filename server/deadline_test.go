@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // Deadline tests run twice: with every deadline armed on the connection at once (a reaper
@@ -80,8 +83,10 @@ func TestLazyReadDeadlines(t *testing.T) {
 	for _, c := range cases {
 		forEachReaper(t, c.name, func(t *testing.T, tick time.Duration) {
 			server, client := lazyPair(t, tick)
+			var last time.Time
 			for _, d := range c.deadlines {
-				if err := server.SetReadDeadline(d()); err != nil {
+				last = d()
+				if err := server.SetReadDeadline(last); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -93,6 +98,8 @@ func TestLazyReadDeadlines(t *testing.T) {
 			switch {
 			case c.timeout && !errors.Is(err, os.ErrDeadlineExceeded):
 				t.Fatalf("read = %d, %v; want the deadline exceeded", n, err)
+			case c.timeout && time.Now().Before(last):
+				t.Fatalf("read timed out before its deadline")
 			case !c.timeout && (err != nil || n != 1):
 				t.Fatalf("read = %d, %v; want the byte sent", n, err)
 			}
@@ -123,6 +130,54 @@ func testLazyDeadlineWakesABlockedRead(t *testing.T, tick time.Duration) {
 	client.Write([]byte("x"))
 	if n, err := server.Read(make([]byte, 1)); n != 1 || err != nil {
 		t.Fatalf("read after the deadline was cleared = %d, %v", n, err)
+	}
+}
+
+// http.Server.Shutdown closes the listener (and so tells the reaper) first and then waits for
+// the open connections: their deadlines must still hold, or one slow client holds up every
+// shutdown for its whole grace.
+func TestLazyDeadlinesOutliveTheListener(t *testing.T) {
+	server, _ := lazyPair(t, 2*time.Millisecond)
+	server.reaper.close()
+	deadline := time.Now().Add(50 * time.Millisecond) // far: the reaper's
+	server.SetReadDeadline(deadline)
+	_, err := server.Read(make([]byte, 1))
+	if !errors.Is(err, os.ErrDeadlineExceeded) || time.Now().Before(deadline) {
+		t.Fatalf("read after the listener closed returned %v; want the deadline exceeded, not before it", err)
+	}
+}
+
+// A shutdown waits for active connections: a client stalled in its request body must be cut by
+// the read timeout, which the reaper still enforces after the listener closed, well within the
+// grace. The 100 Continue is the sign that the handler is reading the body.
+func TestShutdownCutsAStalledClient(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.AllowRemoteSpoolChanges = true
+	srv := New(cfg, Options{Store: watchedStore(t), Version: "test", Logger: zerolog.Nop()})
+	// Longer than two reaper ticks, so the reaper enforces it.
+	srv.timeouts = timeouts{readHeader: 1500 * time.Millisecond, read: 1500 * time.Millisecond, write: 10 * time.Second, idle: 1500 * time.Millisecond}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, []net.Listener{Wrap(l)}, 3*time.Second) }()
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "POST /spool/web/0/status HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"+
+		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n")
+	status, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 100") {
+		t.Fatalf("want 100 Continue, got %q, %v", status, err)
+	}
+	io.WriteString(conn, "status=do")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown waited for the stalled client: %v", err)
 	}
 }
 
