@@ -3,7 +3,6 @@ package server
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -83,19 +82,13 @@ func BenchmarkCheckRequest(b *testing.B) {
 					srv.uninstrumented = true
 					srv.pipeline = check.NewPipeline(store, pipelineSettings(DefaultConfig(), "bench"), nil)
 				}
-				l, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					b.Fatal(err)
-				}
-				ctx, cancel := context.WithCancel(context.Background())
-				done := make(chan error, 1)
-				go func() { done <- srv.Serve(ctx, []net.Listener{Wrap(l)}, 5*time.Second) }()
-				defer func() { cancel(); <-done }()
+				addr, shutdown := serve(b, srv, 5*time.Second)
+				defer shutdown()
 				request := []byte("GET " + path + " HTTP/1.1\r\nHost: lb\r\n\r\n")
 				b.SetParallelism(8) // enough connections to keep the server busy, as a fleet does
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
-					conn, err := net.Dial("tcp", l.Addr().String())
+					conn, err := net.Dial("tcp", addr)
 					if err != nil {
 						b.Error(err)
 						return

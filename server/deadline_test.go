@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -156,14 +155,8 @@ func TestShutdownCutsAStalledClient(t *testing.T) {
 	srv := New(cfg, Options{Store: watchedStore(t), Version: "test", Logger: zerolog.Nop()})
 	// Longer than two reaper ticks, so the reaper enforces it.
 	srv.timeouts = timeouts{readHeader: 1500 * time.Millisecond, read: 1500 * time.Millisecond, write: 10 * time.Second, idle: 1500 * time.Millisecond}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, []net.Listener{Wrap(l)}, 3*time.Second) }()
-	conn, err := net.Dial("tcp", l.Addr().String())
+	addr, shutdown := serve(t, srv, 3*time.Second)
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,8 +168,7 @@ func TestShutdownCutsAStalledClient(t *testing.T) {
 		t.Fatalf("want 100 Continue, got %q, %v", status, err)
 	}
 	io.WriteString(conn, "status=do")
-	cancel()
-	if err := <-done; err != nil {
+	if err := shutdown(); err != nil {
 		t.Fatalf("shutdown waited for the stalled client: %v", err)
 	}
 }

@@ -56,20 +56,27 @@ func startServer(t *testing.T, mutate func(*Config), tweaks ...func(*Server)) *t
 	for _, tweak := range tweaks {
 		tweak(srv)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, []net.Listener{Wrap(l)}, 10*time.Second) }()
+	addr, shutdown := serve(t, srv, 10*time.Second)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := shutdown(); err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return &testServer{Server: srv, store: store, base: "http://" + l.Addr().String(), addr: l.Addr().String()}
+	return &testServer{Server: srv, store: store, base: "http://" + addr, addr: addr}
+}
+
+// serve serves srv on a wrapped loopback listener; shutdown stops it gracefully (within grace)
+// and returns what Serve returned. Call shutdown once.
+func serve(tb testing.TB, srv *Server, grace time.Duration) (addr string, shutdown func() error) {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, []net.Listener{Wrap(l)}, grace) }()
+	return l.Addr().String(), func() error { cancel(); return <-done }
 }
 
 func (ts *testServer) get(t *testing.T, path string, header ...string) (int, string, http.Header) {
