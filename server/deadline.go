@@ -159,15 +159,13 @@ type deadlineReaper struct {
 	conns   map[*lazyDeadlineConn]struct{}
 	closing bool // the listener is closed: stop once the last connection is
 	running bool // run is ticking
-	closed  chan struct{}
-	once    sync.Once
 }
 
 // defaultReaperTick is how late a far deadline may fire: net/http's shortest is 5 s.
 const defaultReaperTick = 500 * time.Millisecond
 
 func newDeadlineReaper(tick time.Duration) *deadlineReaper {
-	r := &deadlineReaper{tick: tick, epoch: time.Now(), conns: make(map[*lazyDeadlineConn]struct{}), closed: make(chan struct{}), running: true}
+	r := &deadlineReaper{tick: tick, epoch: time.Now(), conns: make(map[*lazyDeadlineConn]struct{}), running: true}
 	go r.run()
 	return r
 }
@@ -210,20 +208,16 @@ func (r *deadlineReaper) forget(c *lazyDeadlineConn) {
 
 // close is the listener's: the reaper goes on enforcing the deadlines of the connections
 // still open (http.Server.Shutdown closes listeners first, then waits for connections, which
-// their read and write timeouts must still bound), and stops when the last one is closed.
+// their read and write timeouts must still bound), and stops at the first tick with none left.
 func (r *deadlineReaper) close() {
-	r.once.Do(func() {
-		r.mu.Lock()
-		r.closing = true
-		r.mu.Unlock()
-		close(r.closed)
-	})
+	r.mu.Lock()
+	r.closing = true
+	r.mu.Unlock()
 }
 
 func (r *deadlineReaper) run() {
 	ticker := time.NewTicker(r.tick)
 	defer ticker.Stop()
-	closed := r.closed
 	var due []*lazyDeadlineConn
 	for {
 		now := int64(time.Since(r.epoch))
@@ -245,11 +239,7 @@ func (r *deadlineReaper) run() {
 			c.expire(&c.read, now)
 			c.expire(&c.write, now)
 		}
-		select {
-		case <-ticker.C:
-		case <-closed:
-			closed = nil // look at once whether any connection is left, then keep ticking
-		}
+		<-ticker.C
 	}
 }
 
