@@ -36,12 +36,29 @@ type Cache struct {
 
 type cacheEntry struct {
 	state atomic.Pointer[entryState] // nil until the first check of the key starts
+	memo  Memo
 }
 
+// Memo is where the cache's caller keeps what it derives from a key and would otherwise look
+// up again on every request the key's entry answers: the metrics keep the service's series
+// here, which saves a map lookup (and its cache misses) per request. It lives as long as the
+// entry; a key swept and cached again starts with an empty memo.
+type Memo struct{ v atomic.Value }
+
+// Load returns what was stored, or nil.
+func (m *Memo) Load() any { return m.v.Load() }
+
+// Store keeps v; every Store on one memo must pass the same concrete type.
+func (m *Memo) Store(v any) { m.v.Store(v) }
+
 type entryState struct {
-	done    chan struct{} // closed once result and expires are set
-	result  Result
-	expires time.Time
+	// finished is set once result and expires are, just before done is closed. Hits read it
+	// rather than polling done: the flag shares a cache line with the result, the channel is
+	// one more line to fetch on every request.
+	finished atomic.Bool
+	expires  time.Time
+	result   Result
+	done     chan struct{} // closed once finished is set, for the requests that wait
 	// fresh is the result a Pragma: no-cache refresh replaces, while it is still within its
 	// TTL: ordinary requests keep being answered from it instead of waiting for the refresh.
 	// Set before the state is published and never changed; a copy, so states never chain.
@@ -69,10 +86,18 @@ func NewCache() *Cache {
 // true for the one caller whose check turned the key from healthy to not or back (or found it
 // unhealthy the first time): transitions are logged once, by that caller.
 func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, fill func() Result) (result Result, kind CacheResult, changed bool) {
+	result, kind, changed, _ = c.get(key, now, ttl, bypass, fill)
+	return result, kind, changed
+}
+
+// get is Get that also returns the key's memo (nil when the cache is full and did not keep
+// the key).
+func (c *Cache) get(key []byte, now time.Time, ttl time.Duration, bypass bool, fill func() Result) (result Result, kind CacheResult, changed bool, memo *Memo) {
 	if e := (*c.read.Load())[string(key)]; e != nil {
 		if st := e.state.Load(); st != nil {
 			if v := decide(st, now, bypass); v != mustCheck {
-				return c.serve(st, v)
+				result, kind = c.serve(st, v)
+				return result, kind, false, &e.memo
 			}
 		}
 	}
@@ -90,7 +115,7 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 			// than grow; the keys already cached (the real services) keep being served.
 			c.mu.Unlock()
 			c.misses.Add(1)
-			return fill(), CacheMiss, false
+			return fill(), CacheMiss, false, nil
 		}
 		e = &cacheEntry{}
 		c.entries[string(key)] = e
@@ -105,7 +130,8 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 		// since the lock-free look.
 		if v := decide(previous, now, bypass); v != mustCheck {
 			c.mu.Unlock()
-			return c.serve(previous, v)
+			result, kind = c.serve(previous, v)
+			return result, kind, false, &e.memo
 		}
 		if now.Before(previous.expires) { // a Pragma: no-cache refresh of a fresh result
 			st.fresh = &freshResult{previous.result, previous.expires}
@@ -131,14 +157,14 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 		r := recover()
 		st.result = Result{Code: http.StatusServiceUnavailable, Message: "check failed: internal error", Outcome: OutcomeError}
 		st.expires = time.Now()
-		close(st.done)
+		st.finish()
 		if r != nil {
 			panic(r)
 		}
 	}()
 	st.result = fill()
 	st.expires = time.Now().Add(ttl)
-	close(st.done)
+	st.finish()
 	finished = true
 	c.sets.Add(1)
 	if previous != nil {
@@ -146,7 +172,7 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 	} else {
 		changed = !st.result.Healthy()
 	}
-	return st.result, kind, changed
+	return st.result, kind, changed, &e.memo
 }
 
 // verdict is how a request can be answered from an entry's state.
@@ -164,33 +190,37 @@ const (
 // bypass, and otherwise everyone waits for the check, a bypass too (it is at least as fresh as
 // the request).
 func decide(st *entryState, now time.Time, bypass bool) verdict {
-	select {
-	case <-st.done:
+	if st.finished.Load() {
 		if !bypass && now.Before(st.expires) {
 			return hit
 		}
 		return mustCheck
-	default:
-		if f := st.fresh; !bypass && f != nil && now.Before(f.expires) {
-			return hitReplaced
-		}
-		return join
 	}
+	if f := st.fresh; !bypass && f != nil && now.Before(f.expires) {
+		return hitReplaced
+	}
+	return join
+}
+
+// finish publishes result and expires, set by the caller before, to every reader.
+func (st *entryState) finish() {
+	st.finished.Store(true)
+	close(st.done)
 }
 
 // serve answers from st as decide said, counting it.
-func (c *Cache) serve(st *entryState, v verdict) (Result, CacheResult, bool) {
+func (c *Cache) serve(st *entryState, v verdict) (Result, CacheResult) {
 	switch v {
 	case hit:
 		c.hits.Add(1)
-		return st.result, CacheHit, false
+		return st.result, CacheHit
 	case hitReplaced:
 		c.hits.Add(1)
-		return st.fresh.result, CacheHit, false
+		return st.fresh.result, CacheHit
 	default:
 		c.coalesced.Add(1)
 		<-st.done
-		return st.result, CacheCoalesced, false
+		return st.result, CacheCoalesced
 	}
 }
 
@@ -233,14 +263,10 @@ func (c *Cache) sweepExpiredLocked(now time.Time, grace time.Duration) {
 		if st == nil {
 			continue
 		}
-		select {
-		case <-st.done:
-			if now.Sub(st.expires) >= grace {
-				delete(c.entries, key)
-				c.expirations.Add(1)
-				swept = true
-			}
-		default:
+		if st.finished.Load() && now.Sub(st.expires) >= grace {
+			delete(c.entries, key)
+			c.expirations.Add(1)
+			swept = true
 		}
 	}
 	if swept {

@@ -62,6 +62,10 @@ type Answer struct {
 	// service, port, query, ...) from healthy to not or back, or found it unhealthy first:
 	// the moment worth a log line.
 	Changed bool
+	// Memo is the memo of the cache entry that answered, for what the caller derives from
+	// the request's service and keeps for the next request (the metrics' series); nil when no
+	// cache entry answered (spool gate, uncached protocols, errors, a full cache).
+	Memo *Memo
 }
 
 // Observer is told about upstream checks as they run; metrics implement it. Methods must be
@@ -177,7 +181,7 @@ func (p *Pipeline) Answer(req Request) Answer {
 	// nothing (map lookups with string(bytes) do not copy).
 	var keyBuf [256]byte
 	key := appendCacheKey(keyBuf[:0], req, port, s.HeadersToCopy)
-	result, cacheResult, changed := p.cache.Get(key, now, s.CacheTTL, req.NoCache, func() Result {
+	result, cacheResult, changed, memo := p.cache.get(key, now, s.CacheTTL, req.NoCache, func() Result {
 		target := Target{Service: req.Service, Port: port, Query: req.Query, RawQuery: req.RawQuery,
 			Header: forwardedHeaders(req, s.HeadersToCopy)}
 		result := p.runCheck(checker, req.Protocol, target, s.CheckTimeout)
@@ -188,6 +192,7 @@ func (p *Pipeline) Answer(req Request) Answer {
 	p.observer.CacheServed(req.Protocol, cacheResult)
 	answer.Code, answer.Body, answer.Outcome, answer.Cache, answer.Changed = result.Code, result.Message, result.Outcome, cacheResult, changed
 	answer.NeedsContentType = result.needsContentType
+	answer.Memo = memo
 	return answer.validCode()
 }
 

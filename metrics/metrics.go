@@ -302,28 +302,24 @@ func (m *Metrics) CacheServed(protocol string, result check.CacheResult) {
 // "unknown", service "" as "invalid"), its source and its duration. A service or source beyond
 // its cap is counted as "other" and adds one to hacheck_label_overflow_total for that label.
 func (m *Metrics) ObserveRequest(protocol, service string, source netip.Addr, code int, outcome check.Outcome, elapsed time.Duration) RequestLabels {
+	return m.observe(protocol, service, nil, source, code, outcome, elapsed)
+}
+
+// ObserveAnswer is ObserveRequest for a pipeline answer. When a cache entry answered, the
+// service's series is kept in the entry's memo, so the next request it answers skips the
+// service lookup.
+func (m *Metrics) ObserveAnswer(a check.Answer, source netip.Addr, elapsed time.Duration) RequestLabels {
+	return m.observe(a.Protocol, a.Service, a.Memo, source, a.Code, a.Outcome, elapsed)
+}
+
+func (m *Metrics) observe(protocol, service string, memo *check.Memo, source netip.Addr, code int, outcome check.Outcome, elapsed time.Duration) RequestLabels {
 	p := m.protocolLabel(protocol)
-	var svc *serviceSeries
-	switch service {
-	case "", LabelInvalid:
-		svc = &m.invalidService
-	case LabelOther:
-		// A real service called "other" shares the overflow series: its label value would
-		// be the same anyway, and one slot per label keeps /recent and /status/count whole.
-		svc = &m.otherService
-	default:
-		var ok bool
-		if svc, ok = m.services.get(service, m.newServiceSeries); !ok {
-			svc = &m.otherService
-			m.overflowService.Inc()
-		}
-	}
+	svc := m.serviceOf(service, memo)
 	oc := outcomeLabel(outcome)
 	// A service's checks mostly end the same way, so its last counter is usually the one.
 	h := svc.last.Load()
 	if h == nil || h.protocol != p || h.code != code || h.outcome != oc {
-		key := requestKey{protocol: p, service: svc.label, code: code, outcome: oc}
-		h = &requestHandle{protocol: p, code: code, outcome: oc, counter: lookup(&m.requestHandles, m, key, (*Metrics).newRequestCounter)}
+		h = m.requestHandle(svc, p, code, oc)
 		svc.last.Store(h)
 	}
 	h.counter.Inc()
@@ -333,6 +329,60 @@ func (m *Metrics) ObserveRequest(protocol, service string, source netip.Addr, co
 	return RequestLabels{Service: svc.label, Source: sourceLabel, slot: svc, sourceID: sourceID}
 }
 
+// serviceOf is the series a request for service is counted under, counting an overflow when
+// it is "other" for want of a slot. memo, when not nil, is where the series of an admitted
+// service is kept between requests.
+func (m *Metrics) serviceOf(service string, memo *check.Memo) *serviceSeries {
+	switch service {
+	case "", LabelInvalid:
+		return &m.invalidService
+	case LabelOther:
+		// A real service called "other" shares the overflow series: its label value would
+		// be the same anyway, and one slot per label keeps /recent and /status/count whole.
+		return &m.otherService
+	}
+	if memo != nil {
+		if svc, ok := memo.Load().(*serviceSeries); ok {
+			return svc
+		}
+	}
+	svc, ok := m.services.get(service, m.newServiceSeries)
+	if !ok {
+		// Not kept in the memo: a reload may raise max_services, and the service must then
+		// get its own series.
+		m.overflowService.Inc()
+		return &m.otherService
+	}
+	if memo != nil {
+		memo.Store(svc)
+	}
+	return svc
+}
+
+// requestHandle returns the handle of one request counter of svc. The service's first handle
+// lives inside its series, so for the many services whose checks always end the same way the
+// counter is found without another cache line.
+func (m *Metrics) requestHandle(svc *serviceSeries, protocol string, code int, outcome check.Outcome) *requestHandle {
+	key := requestKey{protocol: protocol, service: svc.label, code: code, outcome: outcome}
+	counter := lookup(&m.requestHandles, m, key, (*Metrics).newRequestCounter)
+	if svc.firstState.CompareAndSwap(firstFree, firstWriting) {
+		svc.first = requestHandle{protocol: protocol, code: code, outcome: outcome, counter: counter}
+		svc.firstState.Store(firstReady)
+		return &svc.first
+	}
+	if f := &svc.first; svc.firstState.Load() == firstReady && f.protocol == protocol && f.code == code && f.outcome == outcome {
+		return f
+	}
+	return &requestHandle{protocol: protocol, code: code, outcome: outcome, counter: counter}
+}
+
+// States of a service's first request handle.
+const (
+	firstFree    = iota // not claimed yet
+	firstWriting        // claimed; its fields are being written
+	firstReady          // written, never changed again
+)
+
 // serviceSeries is what the service limiter keeps per admitted service: its label and the
 // request counter it used last.
 type serviceSeries struct {
@@ -340,6 +390,10 @@ type serviceSeries struct {
 	id    uint32 // in /status/count's table
 	last  atomic.Pointer[requestHandle]
 	seen  seen
+	// first is the service's first request handle, written once by the request that claimed
+	// it; firstState says when it may be read.
+	firstState atomic.Int32
+	first      requestHandle
 }
 
 // makeServiceSeries is the service limiter's constructor (under its lock, so ids are handed

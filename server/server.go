@@ -210,7 +210,7 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, r
 	elapsed := time.Since(start)
 	labels := metrics.RequestLabels{Service: answer.Service}
 	if !s.uninstrumented {
-		labels = s.metrics.ObserveRequest(answer.Protocol, answer.Service, source, answer.Code, answer.Outcome, elapsed)
+		labels = s.metrics.ObserveAnswer(answer, source, elapsed)
 	}
 	if answer.Service != "" {
 		s.metrics.Seen(labels, answer.Code, source, start.Add(elapsed))
