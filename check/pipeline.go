@@ -285,7 +285,7 @@ const MaxQueryLen = 1024
 // ParsePort accepts plain decimal digits only ("+80", " 80", "0x50", "-0" are not ports):
 // 0–65535, or 1–65535 when network is set.
 func ParsePort(text string, network bool) (int, error) {
-	if text == "" || len(text) > 5 || strings.TrimLeft(text, "0123456789") != "" {
+	if text == "" || len(text) > 5 || !allDigits(text) {
 		return 0, fmt.Errorf("invalid port %q: must be a decimal number", truncate(text, 20))
 	}
 	port, _ := strconv.Atoi(text)
@@ -297,6 +297,17 @@ func ParsePort(text string, network bool) (int, error) {
 		return 0, fmt.Errorf("invalid port %d: must be %d-65535", port, lowest)
 	}
 	return port, nil
+}
+
+// allDigits says whether s is all ASCII digits; strings.TrimLeft with a cutset builds a set on
+// every call, and this runs on every check request.
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseServerStatePort returns the port=N field of an X-Haproxy-Server-State header
