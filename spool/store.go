@@ -180,6 +180,9 @@ func (s *Store) StatusAt(service string, port int, now time.Time) (m Mark, down 
 	var snap *snapshot
 	if s.watch != nil {
 		snap = s.watch.current(s, now)
+		if snap != nil && len(snap.marks) == 0 {
+			return Mark{}, false // the usual case: nothing is down
+		}
 	}
 	read := func(service string, port int) (Mark, bool) {
 		if snap != nil {
