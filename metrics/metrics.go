@@ -86,7 +86,7 @@ type Metrics struct {
 	protocols        *limiter[string, string]
 	networks         networkTable
 
-	requests        *prometheus.CounterVec
+	requests        requestCounters
 	requestsSource  *prometheus.CounterVec
 	requestDuration *prometheus.HistogramVec
 	checkDuration   *prometheus.HistogramVec
@@ -99,7 +99,7 @@ type Metrics struct {
 	reloadTime      prometheus.Gauge
 
 	// Handle caches, keyed by bounded label values only, so they are as bounded as the series.
-	requestHandles  readMostly[requestKey, prometheus.Counter]
+	requestCells    readMostly[requestKey, *requestCell]    // hacheck_requests_total, exported by requestCounters
 	labelSeries     readMostly[string, sourceSeries]        // source labels that are not admitted addresses
 	requestObserver readMostly[string, prometheus.Observer] // by protocol label
 	checkObserver   readMostly[checkKey, prometheus.Observer]
@@ -141,10 +141,9 @@ func New(store *spool.Store, version string, opts Options) *Metrics {
 	m.errorLog.set(log.Default())
 	m.SetOptions(opts)
 
-	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "hacheck_requests_total",
-		Help: "Check requests answered, by protocol, service, HTTP response code and result (ok, spool_down, upstream_fail, timeout, refused, error).",
-	}, []string{"protocol", "service", "code", "result"})
+	m.requests = requestCounters{m: m, desc: prometheus.NewDesc("hacheck_requests_total",
+		"Check requests answered, by protocol, service, HTTP response code and result (ok, spool_down, upstream_fail, timeout, refused, error).",
+		[]string{"protocol", "service", "code", "result"}, nil)}
 	m.requestsSource = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hacheck_requests_by_source_total",
 		Help: "Check requests answered, by source address or source_networks name.",
@@ -317,12 +316,16 @@ func (m *Metrics) observe(protocol, service string, memo *check.Memo, source net
 	svc := m.serviceOf(service, memo)
 	oc := outcomeLabel(outcome)
 	// A service's checks mostly end the same way, so its last counter is usually the one.
-	h := svc.last.Load()
-	if h == nil || h.protocol != p || h.code != code || h.outcome != oc {
-		h = m.requestHandle(svc, p, code, oc)
-		svc.last.Store(h)
+	cell := svc.last.Load()
+	if cell == nil || cell.key.protocol != p || cell.key.code != code || cell.key.outcome != oc {
+		key := requestKey{protocol: p, service: svc.label, code: code, outcome: oc}
+		cell, _ = m.requestCells.loadPublished(key)
+		if cell == nil {
+			cell, _ = m.requestCells.loadOrStore(key, func() (*requestCell, bool) { return svc.newCell(key), true })
+		}
+		svc.last.Store(cell)
 	}
-	h.counter.Inc()
+	cell.n.Add(1)
 	sourceLabel, sourceID, counter := m.sourceCounter(source)
 	counter.Inc()
 	lookup(&m.requestObserver, m, p, (*Metrics).newRequestObserver).Observe(elapsed.Seconds())
@@ -359,41 +362,57 @@ func (m *Metrics) serviceOf(service string, memo *check.Memo) *serviceSeries {
 	return svc
 }
 
-// requestHandle returns the handle of one request counter of svc. The service's first handle
-// lives inside its series, so for the many services whose checks always end the same way the
-// counter is found without another cache line.
-func (m *Metrics) requestHandle(svc *serviceSeries, protocol string, code int, outcome check.Outcome) *requestHandle {
-	key := requestKey{protocol: protocol, service: svc.label, code: code, outcome: outcome}
-	counter := lookup(&m.requestHandles, m, key, (*Metrics).newRequestCounter)
-	if svc.firstState.CompareAndSwap(firstFree, firstWriting) {
-		svc.first = requestHandle{protocol: protocol, code: code, outcome: outcome, counter: counter}
-		svc.firstState.Store(firstReady)
-		return &svc.first
-	}
-	if f := &svc.first; svc.firstState.Load() == firstReady && f.protocol == protocol && f.code == code && f.outcome == outcome {
-		return f
-	}
-	return &requestHandle{protocol: protocol, code: code, outcome: outcome, counter: counter}
-}
-
-// States of a service's first request handle.
-const (
-	firstFree    = iota // not claimed yet
-	firstWriting        // claimed; its fields are being written
-	firstReady          // written, never changed again
-)
-
 // serviceSeries is what the service limiter keeps per admitted service: its label and the
 // request counter it used last.
 type serviceSeries struct {
 	label string
 	id    uint32 // in /status/count's table
-	last  atomic.Pointer[requestHandle]
+	last  atomic.Pointer[requestCell]
 	seen  seen
-	// first is the service's first request handle, written once by the request that claimed
-	// it; firstState says when it may be read.
-	firstState atomic.Int32
-	first      requestHandle
+	// first is the cell of the service's first (protocol, code, result), inside the series
+	// so that for the many services whose checks always end the same way, counting a request
+	// needs no other cache line. Written once, under requestCells' lock, before it is
+	// published; firstTaken is guarded by that lock.
+	firstTaken bool
+	first      requestCell
+}
+
+// newCell makes the cell of key, one of svc's series; it runs under requestCells' lock.
+func (svc *serviceSeries) newCell(key requestKey) *requestCell {
+	cell := &requestCell{}
+	if !svc.firstTaken {
+		svc.firstTaken = true
+		cell = &svc.first
+	}
+	cell.key, cell.created = key, time.Now()
+	return cell
+}
+
+// requestCell is one series of hacheck_requests_total. The counts are hacheck's own rather
+// than client_golang counters so that a service's usual cell can live inside its series: a
+// client_golang counter is an allocation of its own, one more cache line to fetch on every
+// request, and under the fleet load that was a measurable share of a request's cost.
+type requestCell struct {
+	n       atomic.Uint64
+	key     requestKey
+	created time.Time
+}
+
+// requestCounters exports the request cells as hacheck_requests_total.
+type requestCounters struct {
+	m    *Metrics
+	desc *prometheus.Desc
+}
+
+// Describe implements prometheus.Collector.
+func (c requestCounters) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c requestCounters) Collect(ch chan<- prometheus.Metric) {
+	c.m.requestCells.rangeAll(func(k requestKey, cell *requestCell) {
+		ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(c.desc, prometheus.CounterValue, float64(cell.n.Load()),
+			cell.created, k.protocol, k.service, strconv.Itoa(k.code), string(k.outcome))
+	})
 }
 
 // makeServiceSeries is the service limiter's constructor (under its lock, so ids are handed
@@ -402,13 +421,6 @@ func (m *Metrics) makeServiceSeries(service string) *serviceSeries {
 	svc := &serviceSeries{label: service}
 	m.pairs.registerService(svc)
 	return svc
-}
-
-type requestHandle struct {
-	protocol string
-	code     int
-	outcome  check.Outcome
-	counter  prometheus.Counter
 }
 
 // RequestLabels are the bounded label values a request was counted under, for anything else
@@ -439,10 +451,6 @@ func lookup[K comparable, V any](cache *readMostly[K, V], m *Metrics, key K, cre
 	}
 	v, _ := cache.loadOrStore(key, func() (V, bool) { return create(m, key), true })
 	return v
-}
-
-func (m *Metrics) newRequestCounter(k requestKey) prometheus.Counter {
-	return m.requests.WithLabelValues(k.protocol, k.service, strconv.Itoa(k.code), string(k.outcome))
 }
 
 func (m *Metrics) newRequestObserver(protocol string) prometheus.Observer {
