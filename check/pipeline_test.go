@@ -478,3 +478,34 @@ func TestFillGoexitReleasesWaiters(t *testing.T) {
 		t.Fatalf("waiter got %+v; want the internal-error result", r)
 	}
 }
+
+// An answer from the cache carries its entry's memo: the same one for every answer of a key,
+// whatever the cache said (miss, hit, bypass), another for another key, and none when the
+// spool gate answered.
+func TestAnswersCarryTheirEntrysMemo(t *testing.T) {
+	backend := newCountingBackend(t, func(w http.ResponseWriter, r *http.Request) {})
+	p, store := newTestPipeline(t, time.Hour)
+	req := Request{Protocol: "http", Service: "web", Port: backend.port(), Query: "health", Header: http.Header{}}
+	first := p.Answer(req)
+	if first.Memo == nil {
+		t.Fatal("a checked answer has no memo")
+	}
+	bypass := req
+	bypass.NoCache = true
+	for _, r := range []Request{req, bypass, req} {
+		if a := p.Answer(r); a.Memo != first.Memo {
+			t.Errorf("%s answer of the same key: another memo", a.Cache)
+		}
+	}
+	other := req
+	other.Service = "api"
+	if a := p.Answer(other); a.Memo == nil || a.Memo == first.Memo {
+		t.Errorf("another key's memo: %p, first key's %p", a.Memo, first.Memo)
+	}
+	if _, err := store.Down("web", 0, "maintenance", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if a := p.Answer(req); a.Outcome != OutcomeSpoolDown || a.Memo != nil {
+		t.Errorf("spool-gate answer: outcome %s, memo %p; want spool_down and none", a.Outcome, a.Memo)
+	}
+}

@@ -637,3 +637,38 @@ func TestUnixSecondsBeyond2262(t *testing.T) {
 		}
 	}
 }
+
+// Answers from a cache entry keep the service's series in the entry's memo. What the memo
+// holds must count exactly as a fresh lookup would: a refused service is not remembered (it
+// gets its own series once a reload raises the cap), and a service whose checks change
+// result moves between its counters and back.
+func TestObserveAnswerThroughMemo(t *testing.T) {
+	m, _ := newTestMetrics(t, Options{MaxServices: 1})
+	source := netip.MustParseAddr("192.0.2.1")
+	var memoA, memoB check.Memo
+	answer := func(service string, memo *check.Memo, code int, outcome check.Outcome) {
+		m.ObserveAnswer(check.Answer{Protocol: "http", Service: service, Code: code, Outcome: outcome, Memo: memo}, source, 0)
+	}
+	answer("a", &memoA, 200, check.OutcomeOK)
+	answer("b", &memoB, 200, check.OutcomeOK) // refused: counted as "other"
+	if memoB.Load() != nil {
+		t.Fatal("a refused service's series was kept in its memo")
+	}
+	m.SetOptions(Options{MaxServices: 2})
+	answer("b", &memoB, 200, check.OutcomeOK)
+	answer("b", &memoB, 200, check.OutcomeOK)
+	answer("a", &memoA, 503, check.OutcomeUpstreamFail)
+	answer("a", &memoA, 200, check.OutcomeOK)
+	answer("a", nil, 200, check.OutcomeOK) // no memo: the same series
+	compare(t, m, `
+# HELP hacheck_requests_total Check requests answered, by protocol, service, HTTP response code and result (ok, spool_down, upstream_fail, timeout, refused, error).
+# TYPE hacheck_requests_total counter
+hacheck_requests_total{code="200",protocol="http",result="ok",service="a"} 3
+hacheck_requests_total{code="200",protocol="http",result="ok",service="b"} 2
+hacheck_requests_total{code="200",protocol="http",result="ok",service="other"} 1
+hacheck_requests_total{code="503",protocol="http",result="upstream_fail",service="a"} 1
+`, "hacheck_requests_total")
+	if memoA.Load() == nil || memoB.Load() == nil {
+		t.Error("admitted services' series were not kept in their memos")
+	}
+}
