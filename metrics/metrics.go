@@ -9,6 +9,7 @@
 package metrics
 
 import (
+	"fmt"
 	"log"
 	"net/http"
 	"net/netip"
@@ -407,11 +408,18 @@ type requestCounters struct {
 // Describe implements prometheus.Collector.
 func (c requestCounters) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
-// Collect implements prometheus.Collector.
+// Collect implements prometheus.Collector. A series that cannot be exported (a label value
+// that is not UTF-8; the callers validate) is reported as an error of that series and the
+// others are served: a panic here would cost the scrape every series this collector had not
+// sent yet (client_golang recovers it for the whole collector).
 func (c requestCounters) Collect(ch chan<- prometheus.Metric) {
 	c.m.requestCells.rangeAll(func(k requestKey, cell *requestCell) {
-		ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(c.desc, prometheus.CounterValue, float64(cell.n.Load()),
+		metric, err := prometheus.NewConstMetricWithCreatedTimestamp(c.desc, prometheus.CounterValue, float64(cell.n.Load()),
 			cell.created, k.protocol, k.service, strconv.Itoa(k.code), string(k.outcome))
+		if err != nil {
+			metric = prometheus.NewInvalidMetric(c.desc, fmt.Errorf("hacheck_requests_total for service %q: %w", k.service, err))
+		}
+		ch <- metric
 	})
 }
 

@@ -672,3 +672,25 @@ hacheck_requests_total{code="503",protocol="http",result="upstream_fail",service
 		t.Error("admitted services' series were not kept in their memos")
 	}
 }
+
+// A request counter whose labels cannot be exported fails its own series in the scrape, not
+// the other series of hacheck_requests_total.
+func TestUnexportableRequestCounterFailsOnlyItself(t *testing.T) {
+	logger := &recordingLogger{}
+	m, _ := newTestMetrics(t, Options{ErrorLog: logger})
+	func() {
+		defer func() { recover() }() // the duration histogram refuses the label at once
+		m.ObserveRequest("\xff", "web", netip.Addr{}, 200, check.OutcomeOK, 0)
+	}()
+	m.ObserveRequest("http", "web", netip.Addr{}, 200, check.OutcomeOK, 0)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `hacheck_requests_total{code="200",protocol="http",result="ok",service="web"} 1`) {
+		t.Errorf("scrape: %d, body without the valid series:\n%s", rec.Code, rec.Body.String())
+	}
+	logger.mu.Lock()
+	defer logger.mu.Unlock()
+	if !strings.Contains(strings.Join(logger.lines, "\n"), `hacheck_requests_total for service "web"`) {
+		t.Errorf("ErrorLog got %q, want the invalid series' error", logger.lines)
+	}
+}
