@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"net"
+	"net/netip"
 )
 
 // injectedHost is the Host value given to HTTP/1.1 requests that arrived without one. The
@@ -29,6 +30,9 @@ func (l hostFixListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	fixed := &hostFixConn{lazyDeadlineConn: lazyDeadlineConn{Conn: c, reaper: l.reaper}, limit: l.maxHeaderBytes}
+	if addr, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		fixed.source = addr.AddrPort().Addr().Unmap()
+	}
 	l.reaper.watch(&fixed.lazyDeadlineConn)
 	return fixed, nil
 }
@@ -41,6 +45,9 @@ func (l hostFixListener) Close() error {
 // The connection is also a lazyDeadlineConn: one allocation per connection for both.
 type hostFixConn struct {
 	lazyDeadlineConn
+	// source is the client's address, worked out once per connection rather than parsed from
+	// Request.RemoteAddr on every request (remoteAddr).
+	source  netip.Addr
 	limit   int
 	passing bool   // the first header block has been handled
 	pending []byte // bytes read from the connection and not yet handed to net/http

@@ -243,7 +243,22 @@ var (
 	noSniff   = []string{"nosniff"}
 )
 
+// connKey is the context key under which a request finds its connection (a *hostFixConn).
+type connKey struct{}
+
+// withConn is http.Server.ConnContext: requests can then find what was worked out once for
+// their connection.
+func withConn(ctx context.Context, c net.Conn) context.Context {
+	if fixed, ok := c.(*hostFixConn); ok {
+		return context.WithValue(ctx, connKey{}, fixed)
+	}
+	return ctx
+}
+
 func remoteAddr(r *http.Request) netip.Addr {
+	if c, ok := r.Context().Value(connKey{}).(*hostFixConn); ok && c.source.IsValid() {
+		return c.source
+	}
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return netip.Addr{}
@@ -512,6 +527,7 @@ func (s *Server) httpServer() *http.Server {
 		IdleTimeout:       s.timeouts.idle,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          newStdLogger(s.logger),
+		ConnContext:       withConn,
 	}
 }
 

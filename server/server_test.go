@@ -572,3 +572,35 @@ func TestUnreadableMarkLoggedOnce(t *testing.T) {
 		t.Fatalf("%d warnings, want 1:\n%s", n, logs.buf.String())
 	}
 }
+
+// A request's source is its connection's, worked out once when the connection was accepted:
+// a keep-alive connection's requests do not parse RemoteAddr again (nor trust it).
+func TestSourceComesFromTheConnection(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped := Wrap(l)
+	defer wrapped.Close()
+	dialer := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 7)}}
+	client, err := dialer.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	conn, err := wrapped.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := httptest.NewRequest(http.MethodGet, "/http/web/80/", nil).WithContext(withConn(context.Background(), conn))
+	r.RemoteAddr = "not an address"
+	if got := remoteAddr(r); got != netip.MustParseAddr("127.0.0.7") {
+		t.Errorf("source %v, want the connection's 127.0.0.7", got)
+	}
+	plain := httptest.NewRequest(http.MethodGet, "/http/web/80/", nil)
+	plain.RemoteAddr = "[::ffff:192.0.2.1]:4000"
+	if got := remoteAddr(plain); got != netip.MustParseAddr("192.0.2.1") {
+		t.Errorf("without a wrapped connection: source %v, want 192.0.2.1 from RemoteAddr", got)
+	}
+}
