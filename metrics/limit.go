@@ -186,16 +186,8 @@ func (t *networkTable) lookup(addr netip.Addr) string {
 // admitted now), else "other"; "" gives "invalid". It does not count an overflow:
 // ObserveRequest does, once per request it folds into "other".
 func (m *Metrics) ServiceLabel(service string) string {
-	if service == "" {
-		return LabelInvalid
-	}
-	if service == LabelOther || service == LabelInvalid {
-		return service // a real service of that name shares the reserved series
-	}
-	if s, ok := m.services.get(service, m.newServiceSeries); ok {
-		return s.label
-	}
-	return LabelOther
+	svc, _ := m.serviceOf(service, nil)
+	return svc.label
 }
 
 // SourceLabel is the label value for a request's source address: the name of the

@@ -314,7 +314,10 @@ func (m *Metrics) ObserveAnswer(a check.Answer, source netip.Addr, elapsed time.
 
 func (m *Metrics) observe(protocol, service string, memo *check.Memo, source netip.Addr, code int, outcome check.Outcome, elapsed time.Duration) RequestLabels {
 	p := m.protocolLabel(protocol)
-	svc := m.serviceOf(service, memo)
+	svc, overflow := m.serviceOf(service, memo)
+	if overflow {
+		m.overflowService.Inc()
+	}
 	oc := outcomeLabel(outcome)
 	// A service's checks mostly end the same way, so its last counter is usually the one.
 	cell := svc.last.Load()
@@ -333,34 +336,33 @@ func (m *Metrics) observe(protocol, service string, memo *check.Memo, source net
 	return RequestLabels{Service: svc.label, Source: sourceLabel, slot: svc, sourceID: sourceID}
 }
 
-// serviceOf is the series a request for service is counted under, counting an overflow when
-// it is "other" for want of a slot. memo, when not nil, is where the series of an admitted
-// service is kept between requests.
-func (m *Metrics) serviceOf(service string, memo *check.Memo) *serviceSeries {
+// serviceOf is the series service is counted under ("" is "invalid"; a service admitted now
+// if there is room); overflow says it is "other" for want of a slot. memo, when not nil, is
+// where the series of an admitted service is kept between requests.
+func (m *Metrics) serviceOf(service string, memo *check.Memo) (svc *serviceSeries, overflow bool) {
 	switch service {
 	case "", LabelInvalid:
-		return &m.invalidService
+		return &m.invalidService, false
 	case LabelOther:
 		// A real service called "other" shares the overflow series: its label value would
 		// be the same anyway, and one slot per label keeps /recent and /status/count whole.
-		return &m.otherService
+		return &m.otherService, false
 	}
 	if memo != nil {
 		if svc, ok := memo.Load().(*serviceSeries); ok {
-			return svc
+			return svc, false
 		}
 	}
 	svc, ok := m.services.get(service, m.newServiceSeries)
 	if !ok {
 		// Not kept in the memo: a reload may raise max_services, and the service must then
 		// get its own series.
-		m.overflowService.Inc()
-		return &m.otherService
+		return &m.otherService, true
 	}
 	if memo != nil {
 		memo.Store(svc)
 	}
-	return svc
+	return svc, false
 }
 
 // serviceSeries is what the service limiter keeps per admitted service: its label and the

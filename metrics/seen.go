@@ -34,7 +34,7 @@ type lastCheck struct {
 func (m *Metrics) Seen(l RequestLabels, code int, remote netip.Addr, at time.Time) {
 	svc := l.slot
 	if svc == nil {
-		svc = m.serviceSlot(l.Service)
+		svc, _ = m.serviceOf(l.Service, nil)
 	}
 	st := &svc.seen
 	sec := at.Unix()
@@ -55,20 +55,6 @@ func (m *Metrics) Seen(l RequestLabels, code int, remote netip.Addr, at time.Tim
 		source = m.pairs.sourceIDOf(m.SourceLabel(remote))
 	}
 	m.pairs.add(svc.id, source)
-}
-
-// serviceSlot is the slot of a bounded service label.
-func (m *Metrics) serviceSlot(label string) *serviceSeries {
-	switch label {
-	case LabelOther:
-		return &m.otherService
-	case LabelInvalid, "":
-		return &m.invalidService
-	}
-	if svc, ok := m.services.get(label, m.newServiceSeries); ok {
-		return svc
-	}
-	return &m.otherService
 }
 
 // RecentService is one line of /recent.
