@@ -16,10 +16,6 @@ import (
 type seen struct {
 	seconds atomic.Int64 // unix seconds of the last check; 0: never
 	last    atomic.Pointer[lastCheck]
-	// code is last's code, kept beside the second so that a request whose code did not change
-	// reads no other cache line. Racing requests with different codes can leave it out of step
-	// with last; the next second's first request puts last right.
-	code atomic.Int32
 }
 
 // lastCheck is swapped whole, so /recent never pairs one request's code with another's source.
@@ -44,11 +40,8 @@ func (m *Metrics) Seen(l RequestLabels, code int, remote netip.Addr, at time.Tim
 	}
 	// A changed code is stored at once; a changed source at most once a second, since a
 	// service checked from many sources would otherwise allocate on every request.
-	if newSecond || st.code.Load() != int32(code) {
-		if last := st.last.Load(); last == nil || last.code != code || last.remoteIP != remote {
-			st.last.Store(&lastCheck{code: code, remoteIP: remote})
-		}
-		st.code.Store(int32(code))
+	if last := st.last.Load(); last == nil || last.code != code || newSecond && last.remoteIP != remote {
+		st.last.Store(&lastCheck{code: code, remoteIP: remote})
 	}
 	source := l.sourceID
 	if l.Source == "" {
