@@ -30,6 +30,9 @@ func (l hostFixListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	fixed := &hostFixConn{lazyDeadlineConn: lazyDeadlineConn{Conn: c, reaper: l.reaper}, limit: l.maxHeaderBytes}
+	// RemoteAddr here, in the accept loop, is a field read for the TCP listeners Wrap is for;
+	// a listener whose RemoteAddr reads from the client (a PROXY-protocol one) would hold up
+	// every accept behind a slow client.
 	if addr, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		fixed.source = addr.AddrPort().Addr().Unmap()
 	}
