@@ -84,15 +84,9 @@ func NewCache() *Cache {
 //
 // now is the caller's reading of time.Now (its monotonic part decides freshness). changed is
 // true for the one caller whose check turned the key from healthy to not or back (or found it
-// unhealthy the first time): transitions are logged once, by that caller.
-func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, fill func() Result) (result Result, kind CacheResult, changed bool) {
-	result, kind, changed, _ = c.get(key, now, ttl, bypass, fill)
-	return result, kind, changed
-}
-
-// get is Get that also returns the key's memo (nil when the cache is full and did not keep
-// the key).
-func (c *Cache) get(key []byte, now time.Time, ttl time.Duration, bypass bool, fill func() Result) (result Result, kind CacheResult, changed bool, memo *Memo) {
+// unhealthy the first time): transitions are logged once, by that caller. memo is the key's
+// entry's memo (nil when the cache is full and did not keep the key).
+func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, fill func() Result) (result Result, kind CacheResult, changed bool, memo *Memo) {
 	if e := (*c.read.Load())[string(key)]; e != nil {
 		if st := e.state.Load(); st != nil {
 			if v := decide(st, now, bypass); v != mustCheck {

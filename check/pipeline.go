@@ -181,7 +181,7 @@ func (p *Pipeline) Answer(req Request) Answer {
 	// nothing (map lookups with string(bytes) do not copy).
 	var keyBuf [256]byte
 	key := appendCacheKey(keyBuf[:0], req, port, s.HeadersToCopy)
-	result, cacheResult, changed, memo := p.cache.get(key, now, s.CacheTTL, req.NoCache, func() Result {
+	result, cacheResult, changed, memo := p.cache.Get(key, now, s.CacheTTL, req.NoCache, func() Result {
 		target := Target{Service: req.Service, Port: port, Query: req.Query, RawQuery: req.RawQuery,
 			Header: forwardedHeaders(req, s.HeadersToCopy)}
 		result := p.runCheck(checker, req.Protocol, target, s.CheckTimeout)

@@ -381,17 +381,17 @@ func TestCacheIsBounded(t *testing.T) {
 	for i := range MaxCacheEntries {
 		c.Get([]byte("k"+strconv.Itoa(i)), now, time.Hour, false, fill)
 	}
-	if _, kind, _ := c.Get([]byte("one more"), now, time.Hour, false, fill); kind != CacheMiss {
+	if _, kind, _, _ := c.Get([]byte("one more"), now, time.Hour, false, fill); kind != CacheMiss {
 		t.Fatalf("got %s", kind)
 	}
 	if n := c.Stats().Entries; n != MaxCacheEntries {
 		t.Fatalf("cache holds %d entries, cap %d", n, MaxCacheEntries)
 	}
-	if _, kind, _ := c.Get([]byte("k7"), now, time.Hour, false, fill); kind != CacheHit {
+	if _, kind, _, _ := c.Get([]byte("k7"), now, time.Hour, false, fill); kind != CacheHit {
 		t.Fatalf("a cached key must still hit: %s", kind)
 	}
 	// Once entries expire, room is made again.
-	if _, kind, _ := c.Get([]byte("later"), now.Add(2*time.Hour), time.Hour, false, fill); kind != CacheMiss || c.Stats().Entries != 1 {
+	if _, kind, _, _ := c.Get([]byte("later"), now.Add(2*time.Hour), time.Hour, false, fill); kind != CacheMiss || c.Stats().Entries != 1 {
 		t.Fatalf("expired entries not swept when full: %s, %d entries", kind, c.Stats().Entries)
 	}
 }
@@ -403,7 +403,7 @@ func TestTransitionsSurviveSweeps(t *testing.T) {
 	now := time.Now()
 	down := func() Result { return Result{Code: 503, Outcome: OutcomeUpstreamFail} }
 	up := func() Result { return Result{Code: 200, Outcome: OutcomeOK} }
-	if _, _, changed := c.Get([]byte("web"), now, time.Second, false, down); !changed {
+	if _, _, changed, _ := c.Get([]byte("web"), now, time.Second, false, down); !changed {
 		t.Fatal("first unhealthy result must count as a change")
 	}
 	// Other keys arrive later and trigger sweeps while web's result has expired.
@@ -411,11 +411,11 @@ func TestTransitionsSurviveSweeps(t *testing.T) {
 		now = now.Add(2 * time.Second)
 		c.Get([]byte("other"+strconv.Itoa(i)), now, time.Second, false, up)
 	}
-	if _, kind, changed := c.Get([]byte("web"), now, time.Second, false, down); kind != CacheMiss || changed {
+	if _, kind, changed, _ := c.Get([]byte("web"), now, time.Second, false, down); kind != CacheMiss || changed {
 		t.Fatalf("still down after sweeps: kind %s changed %v; want a miss that is no change", kind, changed)
 	}
 	now = now.Add(2 * time.Second)
-	if _, _, changed := c.Get([]byte("web"), now, time.Second, false, up); !changed {
+	if _, _, changed, _ := c.Get([]byte("web"), now, time.Second, false, up); !changed {
 		t.Fatal("recovery not reported as a change")
 	}
 }
@@ -429,7 +429,7 @@ func TestBypassDoesNotBlockFreshHits(t *testing.T) {
 	release, started := make(chan struct{}), make(chan struct{})
 	done := make(chan Result)
 	go func() {
-		r, _, _ := c.Get([]byte("web"), now, time.Hour, true, func() Result {
+		r, _, _, _ := c.Get([]byte("web"), now, time.Hour, true, func() Result {
 			close(started)
 			<-release
 			return Result{Code: 200, Message: "new", Outcome: OutcomeOK}
@@ -437,14 +437,14 @@ func TestBypassDoesNotBlockFreshHits(t *testing.T) {
 		done <- r
 	}()
 	<-started
-	if r, kind, _ := c.Get([]byte("web"), now, time.Hour, false, nil); kind != CacheHit || r.Message != "old" {
+	if r, kind, _, _ := c.Get([]byte("web"), now, time.Hour, false, nil); kind != CacheHit || r.Message != "old" {
 		t.Fatalf("during a bypass refresh: %s %q; want a hit on the fresh result", kind, r.Message)
 	}
 	close(release)
 	if r := <-done; r.Message != "new" {
 		t.Fatalf("bypass got %q", r.Message)
 	}
-	if r, kind, _ := c.Get([]byte("web"), now, time.Hour, false, nil); kind != CacheHit || r.Message != "new" {
+	if r, kind, _, _ := c.Get([]byte("web"), now, time.Hour, false, nil); kind != CacheHit || r.Message != "new" {
 		t.Fatalf("after the refresh: %s %q", kind, r.Message)
 	}
 }
@@ -467,7 +467,7 @@ func TestFillGoexitReleasesWaiters(t *testing.T) {
 	<-started
 	waiter := make(chan Result)
 	go func() {
-		r, _, _ := c.Get([]byte("web"), now, time.Hour, false, nil)
+		r, _, _, _ := c.Get([]byte("web"), now, time.Hour, false, nil)
 		waiter <- r
 	}()
 	for c.Stats().Coalesced == 0 {
