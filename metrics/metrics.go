@@ -323,10 +323,7 @@ func (m *Metrics) observe(protocol, service string, memo *check.Memo, source net
 	cell := svc.last.Load()
 	if cell == nil || cell.key.protocol != p || cell.key.code != code || cell.key.outcome != oc {
 		key := requestKey{protocol: p, service: svc.label, code: code, outcome: oc}
-		cell, _ = m.requestCells.loadPublished(key)
-		if cell == nil {
-			cell, _ = m.requestCells.loadOrStore(key, func() (*requestCell, bool) { return svc.newCell(key), true })
-		}
+		cell = lookup(&m.requestCells, m, key, func(_ *Metrics, key requestKey) *requestCell { return svc.newCell(key) })
 		svc.last.Store(cell)
 	}
 	cell.n.Add(1)
