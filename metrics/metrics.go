@@ -142,7 +142,7 @@ func New(store *spool.Store, version string, opts Options) *Metrics {
 	m.errorLog.set(log.Default())
 	m.SetOptions(opts)
 
-	m.requests = requestCounters{m: m, desc: prometheus.NewDesc("hacheck_requests_total",
+	m.requests = requestCounters{cells: &m.requestCells, desc: prometheus.NewDesc("hacheck_requests_total",
 		"Check requests answered, by protocol, service, HTTP response code and result (ok, spool_down, upstream_fail, timeout, refused, error).",
 		[]string{"protocol", "service", "code", "result"}, nil)}
 	m.requestsSource = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -362,8 +362,9 @@ func (m *Metrics) serviceOf(service string, memo *check.Memo) (svc *serviceSerie
 	return svc, false
 }
 
-// serviceSeries is what the service limiter keeps per admitted service: its label and the
-// request counter it used last.
+// serviceSeries is what the service limiter keeps per admitted service (and what "other" and
+// "invalid" have): its label, its id in /status/count's table, its /recent slot and its
+// hacheck_requests_total cells, the one it counted last first.
 type serviceSeries struct {
 	label string
 	id    uint32 // in /status/count's table
@@ -400,8 +401,8 @@ type requestCell struct {
 
 // requestCounters exports the request cells as hacheck_requests_total.
 type requestCounters struct {
-	m    *Metrics
-	desc *prometheus.Desc
+	cells *readMostly[requestKey, *requestCell]
+	desc  *prometheus.Desc
 }
 
 // Describe implements prometheus.Collector.
@@ -412,7 +413,7 @@ func (c requestCounters) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 // others are served: a panic here would cost the scrape every series this collector had not
 // sent yet (client_golang recovers it for the whole collector).
 func (c requestCounters) Collect(ch chan<- prometheus.Metric) {
-	c.m.requestCells.rangeAll(func(k requestKey, cell *requestCell) {
+	c.cells.rangeAll(func(k requestKey, cell *requestCell) {
 		metric, err := prometheus.NewConstMetricWithCreatedTimestamp(c.desc, prometheus.CounterValue, float64(cell.n.Load()),
 			cell.created, k.protocol, k.service, strconv.Itoa(k.code), string(k.outcome))
 		if err != nil {
