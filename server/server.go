@@ -426,7 +426,10 @@ func unixOrNil(t time.Time) any {
 	return t.Unix()
 }
 
+// addrIn ignores addr's zone: a link-local client arrives zoned (fe80::1%eth0), prefixes have
+// no zones, and Prefix.Contains is false for every zoned address.
 func addrIn(addr netip.Addr, prefixes []netip.Prefix) bool {
+	addr = addr.WithZone("")
 	for _, p := range prefixes {
 		if p.Contains(addr) {
 			return true

@@ -387,6 +387,35 @@ func TestRemoteSpoolChanges(t *testing.T) {
 			t.Fatalf("got %d, want 403", code)
 		}
 	})
+	t.Run("link-local source with its zone", func(t *testing.T) {
+		// A client on a link-local address arrives with the interface as its zone
+		// (fe80::1%eth0); CIDRs have no zones, and netip.Prefix.Contains is false for any
+		// zoned address, so the zone must not decide.
+		ts := startServer(t, func(c *Config) {
+			c.AllowRemoteSpoolChanges = true
+			c.RemoteSpoolAllowedCIDRs = []netip.Prefix{netip.MustParsePrefix("fe80::/10")}
+		})
+		for _, tc := range []struct {
+			remote string
+			want   int
+		}{
+			{"[fe80::1%eth0]:4000", 200},
+			{"[fe80::1]:4000", 200},
+			{"[fd00::1%eth0]:4000", 403},
+		} {
+			req := httptest.NewRequest(http.MethodPost, "/spool/web/0/status", strings.NewReader(down.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.RemoteAddr = tc.remote
+			rec := httptest.NewRecorder()
+			ts.Server.ServeHTTP(rec, req)
+			if rec.Code != tc.want {
+				t.Errorf("from %s: %d %q, want %d", tc.remote, rec.Code, rec.Body.String(), tc.want)
+			}
+		}
+		if _, isDown := ts.store.Status("web", 0); !isDown {
+			t.Fatal("change from an allowed link-local source was not written")
+		}
+	})
 	t.Run("token", func(t *testing.T) {
 		ts := startServer(t, func(c *Config) {
 			c.AllowRemoteSpoolChanges = true
