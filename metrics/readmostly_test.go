@@ -149,3 +149,18 @@ func TestSourcePairsCapped(t *testing.T) {
 		}
 	}
 }
+
+// Requests finish out of order: /recent shows the latest second it was told of, not the
+// second of whichever request finished last.
+func TestRecentNeverStepsBack(t *testing.T) {
+	m := New(nil, "test", Options{})
+	src := netip.MustParseAddr("10.0.0.1")
+	now := time.Unix(1_800_000_000, 0)
+	l := m.ObserveRequest("http", "web", src, 200, check.OutcomeOK, time.Millisecond)
+	m.Seen(l, 200, src, now.Add(time.Second))
+	m.Seen(l, 200, src, now) // started earlier, finished later
+	recent := m.Recent(now.Add(-time.Minute))
+	if len(recent) != 1 || !recent[0].Time.Equal(now.Add(time.Second)) {
+		t.Fatalf("/recent = %+v, want web at %v", recent, now.Add(time.Second))
+	}
+}

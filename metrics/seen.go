@@ -33,11 +33,7 @@ func (m *Metrics) Seen(l RequestLabels, code int, remote netip.Addr, at time.Tim
 		svc, _ = m.serviceOf(l.Service, nil)
 	}
 	st := &svc.seen
-	sec := at.Unix()
-	newSecond := st.seconds.Load() != sec
-	if newSecond {
-		st.seconds.Store(sec)
-	}
+	newSecond := st.advanceTo(at.Unix())
 	// A changed code is stored at once; a changed source at most once a second, since a
 	// service checked from many sources would otherwise allocate on every request.
 	if last := st.last.Load(); last == nil || last.code != code || newSecond && last.remoteIP != remote {
@@ -48,6 +44,21 @@ func (m *Metrics) Seen(l RequestLabels, code int, remote netip.Addr, at time.Tim
 		source = m.pairs.sourceIDOf(m.SourceLabel(remote))
 	}
 	m.pairs.add(svc.id, source)
+}
+
+// advanceTo moves the last check's second forward to sec and says whether it moved. Requests
+// finish out of order (one that started earlier can finish later, on the other core), and
+// /recent must not step back to the earlier second.
+func (st *seen) advanceTo(sec int64) bool {
+	for {
+		cur := st.seconds.Load()
+		if sec <= cur {
+			return false
+		}
+		if st.seconds.CompareAndSwap(cur, sec) {
+			return true
+		}
+	}
 }
 
 // RecentService is one line of /recent.
