@@ -137,13 +137,12 @@ func readResponse(r *bufio.Reader) error {
 	return err
 }
 
-// BenchmarkServeHTTPSpread is cached /http checks spread over 1,000 services from 50 sources,
-// the label and cache spread of a fleet.
-func BenchmarkServeHTTPSpread(b *testing.B) {
+// spreadServer is a server whose cache holds a hit for each of 1,000 services, and a request
+// for each, from 50 sources: the label and cache spread of a fleet.
+func spreadServer(b *testing.B) (*Server, []*http.Request) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer backend.Close()
-	store := watchedStore(b)
-	srv := New(DefaultConfig(), Options{Store: store, Version: "bench", Logger: zerolog.Nop()})
+	b.Cleanup(backend.Close)
+	srv := New(DefaultConfig(), Options{Store: watchedStore(b), Version: "bench", Logger: zerolog.Nop()})
 	var requests []*http.Request
 	for i := range 1000 {
 		r := httptest.NewRequest(http.MethodGet, replacePort("/http/svc"+strconv.Itoa(i)+"/P/health", backend), nil)
@@ -151,9 +150,16 @@ func BenchmarkServeHTTPSpread(b *testing.B) {
 		requests = append(requests, r)
 	}
 	w := &discardWriter{h: http.Header{}}
-	for _, r := range requests { // warm the cache: the benchmark is of hits
+	for _, r := range requests { // warm the cache: the benchmarks are of hits
 		srv.ServeHTTP(w, r)
 	}
+	return srv, requests
+}
+
+// BenchmarkServeHTTPSpread is cached /http checks spread over 1,000 services from 50 sources,
+// the label and cache spread of a fleet.
+func BenchmarkServeHTTPSpread(b *testing.B) {
+	srv, requests := spreadServer(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -173,19 +179,8 @@ func BenchmarkServeHTTPSpread(b *testing.B) {
 // cost of the eviction and of touching the request (net/http has just parsed it, so it is warm),
 // measured alone first.
 func BenchmarkServeHTTPSpreadCold(b *testing.B) {
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer backend.Close()
-	srv := New(DefaultConfig(), Options{Store: watchedStore(b), Version: "bench", Logger: zerolog.Nop()})
-	var requests []*http.Request
-	for i := range 1000 {
-		r := httptest.NewRequest(http.MethodGet, replacePort("/http/svc"+strconv.Itoa(i)+"/P/health", backend), nil)
-		r.RemoteAddr = "127.0.0." + strconv.Itoa(10+i%50) + ":40000"
-		requests = append(requests, r)
-	}
+	srv, requests := spreadServer(b)
 	w := &discardWriter{h: http.Header{}}
-	for _, r := range requests {
-		srv.ServeHTTP(w, r)
-	}
 	evict := make([]byte, 4<<20) // beyond L2, within the L3 of the machines measured
 	offset, touched := 0, 0
 	coldRequest := func(i int) *http.Request {
