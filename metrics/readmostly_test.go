@@ -150,17 +150,31 @@ func TestSourcePairsCapped(t *testing.T) {
 	}
 }
 
-// Requests finish out of order: /recent shows the latest second it was told of, not the
-// second of whichever request finished last.
+// Requests recorded out of order at a second's boundary: /recent keeps the later second and
+// that request's answer. A wall clock set back further is followed.
 func TestRecentNeverStepsBack(t *testing.T) {
-	m := New(nil, "test", Options{})
-	src := netip.MustParseAddr("10.0.0.1")
+	src, other := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	now := time.Unix(1_800_000_000, 0)
-	l := m.ObserveRequest("http", "web", src, 200, check.OutcomeOK, time.Millisecond)
-	m.Seen(l, 200, src, now.Add(time.Second))
-	m.Seen(l, 200, src, now) // started earlier, finished later
-	recent := m.Recent(now.Add(-time.Minute))
-	if len(recent) != 1 || !recent[0].Time.Equal(now.Add(time.Second)) {
-		t.Fatalf("/recent = %+v, want web at %v", recent, now.Add(time.Second))
+	tests := []struct {
+		name     string
+		late     time.Time
+		wantTime time.Time
+		wantCode int
+		wantIP   string
+	}{
+		{"recorded after the next second's", now.Add(-time.Second), now, 200, "10.0.0.1"},
+		{"clock set back", now.Add(-time.Hour), now.Add(-time.Hour), 503, "10.0.0.2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := New(nil, "test", Options{})
+			l := m.ObserveRequest("http", "web", src, 200, check.OutcomeOK, time.Millisecond)
+			m.Seen(l, 200, src, now)
+			m.Seen(l, 503, other, tc.late)
+			recent := m.Recent(now.Add(-2 * time.Hour))
+			if len(recent) != 1 || !recent[0].Time.Equal(tc.wantTime) || recent[0].Code != tc.wantCode || recent[0].RemoteIP != tc.wantIP {
+				t.Fatalf("/recent = %+v, want web at %v, %d from %s", recent, tc.wantTime, tc.wantCode, tc.wantIP)
+			}
+		})
 	}
 }

@@ -33,10 +33,11 @@ func (m *Metrics) Seen(l RequestLabels, code int, remote netip.Addr, at time.Tim
 		svc, _ = m.serviceOf(l.Service, nil)
 	}
 	st := &svc.seen
-	newSecond := st.advanceTo(at.Unix())
+	newSecond, late := st.advanceTo(at.Unix())
 	// A changed code is stored at once; a changed source at most once a second, since a
-	// service checked from many sources would otherwise allocate on every request.
-	if last := st.last.Load(); last == nil || last.code != code || newSecond && last.remoteIP != remote {
+	// service checked from many sources would otherwise allocate on every request. A request
+	// that finished after a later one was recorded is not the last check.
+	if last := st.last.Load(); !late && (last == nil || last.code != code || newSecond && last.remoteIP != remote) {
 		st.last.Store(&lastCheck{code: code, remoteIP: remote})
 	}
 	source := l.sourceID
@@ -46,17 +47,22 @@ func (m *Metrics) Seen(l RequestLabels, code int, remote netip.Addr, at time.Tim
 	m.pairs.add(svc.id, source)
 }
 
-// advanceTo moves the last check's second forward to sec and says whether it moved. Requests
-// finish out of order (one that started earlier can finish later, on the other core), and
-// /recent must not step back to the earlier second.
-func (st *seen) advanceTo(sec int64) bool {
+// advanceTo records sec as the last check's second and says whether that moved it (newSecond)
+// or whether sec is the second before the one recorded (late): two requests finishing at a
+// second's boundary on the two cores can be recorded in the opposite order, and /recent must
+// not step back. A step back of more than a second is the wall clock being set back, and is
+// followed, or /recent would stand still until the clock caught up.
+func (st *seen) advanceTo(sec int64) (newSecond, late bool) {
 	for {
 		cur := st.seconds.Load()
-		if sec <= cur {
-			return false
+		if sec == cur {
+			return false, false
+		}
+		if sec == cur-1 {
+			return false, true
 		}
 		if st.seconds.CompareAndSwap(cur, sec) {
-			return true
+			return true, false
 		}
 	}
 }
