@@ -427,9 +427,10 @@ func unixOrNil(t time.Time) any {
 }
 
 // addrIn ignores addr's zone: a link-local client arrives zoned (fe80::1%eth0), prefixes have
-// no zones, and Prefix.Contains is false for every zoned address.
+// no zones, and Prefix.Contains is false for every zoned address. An IPv4 client on an IPv6
+// socket is matched as IPv4.
 func addrIn(addr netip.Addr, prefixes []netip.Prefix) bool {
-	addr = addr.WithZone("")
+	addr = addr.Unmap().WithZone("")
 	for _, p := range prefixes {
 		if p.Contains(addr) {
 			return true

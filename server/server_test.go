@@ -393,7 +393,7 @@ func TestRemoteSpoolChanges(t *testing.T) {
 		// zoned address, so the zone must not decide.
 		ts := startServer(t, func(c *Config) {
 			c.AllowRemoteSpoolChanges = true
-			c.RemoteSpoolAllowedCIDRs = []netip.Prefix{netip.MustParsePrefix("fe80::/10")}
+			c.RemoteSpoolAllowedCIDRs = []netip.Prefix{netip.MustParsePrefix("fe80::/10"), netip.MustParsePrefix("10.0.0.0/8")}
 		})
 		for _, tc := range []struct {
 			remote string
@@ -401,7 +401,8 @@ func TestRemoteSpoolChanges(t *testing.T) {
 		}{
 			{"[fe80::1%eth0]:4000", 200},
 			{"[fe80::1]:4000", 200},
-			{"[fd00::1%eth0]:4000", 403},
+			{"[fd00::1%eth0]:4000", 403}, // a zone is no pass
+			{"[::ffff:10.1.2.3]:4000", 200},
 		} {
 			req := httptest.NewRequest(http.MethodPost, "/spool/web/0/status", strings.NewReader(down.Encode()))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
