@@ -69,10 +69,7 @@ func TestRequestCounters(t *testing.T) {
 	} {
 		r.observe(m)
 	}
-	compare(t, m, `
-# HELP hacheck_requests_total Check requests answered, by protocol, service, HTTP response code and result (ok, spool_down, upstream_fail, timeout, refused, error).
-# TYPE hacheck_requests_total counter
-hacheck_requests_total{code="200",protocol="http",result="ok",service="web"} 2
+	compare(t, m, requestsTotalHeader+`hacheck_requests_total{code="200",protocol="http",result="ok",service="web"} 2
 hacheck_requests_total{code="200",protocol="http",result="error",service="web"} 1
 hacheck_requests_total{code="400",protocol="http",result="error",service="invalid"} 1
 hacheck_requests_total{code="404",protocol="unknown",result="error",service="invalid"} 1
@@ -234,10 +231,7 @@ func TestLabelOverflow(t *testing.T) {
 	} {
 		r.observe(m)
 	}
-	compare(t, m, `
-# HELP hacheck_requests_total Check requests answered, by protocol, service, HTTP response code and result (ok, spool_down, upstream_fail, timeout, refused, error).
-# TYPE hacheck_requests_total counter
-hacheck_requests_total{code="200",protocol="http",result="ok",service="a"} 2
+	compare(t, m, requestsTotalHeader+`hacheck_requests_total{code="200",protocol="http",result="ok",service="a"} 2
 hacheck_requests_total{code="200",protocol="http",result="ok",service="b"} 1
 hacheck_requests_total{code="200",protocol="http",result="ok",service="other"} 2
 hacheck_requests_total{code="400",protocol="http",result="error",service="invalid"} 1
@@ -660,10 +654,7 @@ func TestObserveAnswerThroughMemo(t *testing.T) {
 	answer("a", &memoA, 503, check.OutcomeUpstreamFail)
 	answer("a", &memoA, 200, check.OutcomeOK)
 	answer("a", nil, 200, check.OutcomeOK) // no memo: the same series
-	compare(t, m, `
-# HELP hacheck_requests_total Check requests answered, by protocol, service, HTTP response code and result (ok, spool_down, upstream_fail, timeout, refused, error).
-# TYPE hacheck_requests_total counter
-hacheck_requests_total{code="200",protocol="http",result="ok",service="a"} 3
+	compare(t, m, requestsTotalHeader+`hacheck_requests_total{code="200",protocol="http",result="ok",service="a"} 3
 hacheck_requests_total{code="200",protocol="http",result="ok",service="b"} 2
 hacheck_requests_total{code="200",protocol="http",result="ok",service="other"} 1
 hacheck_requests_total{code="503",protocol="http",result="upstream_fail",service="a"} 1
@@ -694,3 +685,9 @@ func TestUnexportableRequestCounterFailsOnlyItself(t *testing.T) {
 		t.Errorf("ErrorLog got %q, want the invalid series' error", logger.lines)
 	}
 }
+
+// requestsTotalHeader opens the expected exposition of hacheck_requests_total.
+const requestsTotalHeader = `
+# HELP hacheck_requests_total Check requests answered, by protocol, service, HTTP response code and result (ok, spool_down, upstream_fail, timeout, refused, error).
+# TYPE hacheck_requests_total counter
+`
