@@ -306,10 +306,9 @@ func medianFigures(runs []loadFigures) loadFigures {
 		return v[len(v)/2]
 	}
 	return loadFigures{
-		rps: med(func(f loadFigures) float64 { return f.rps }),
-		p50: time.Duration(med(func(f loadFigures) float64 { return float64(f.p50) })),
-		p99: time.Duration(med(func(f loadFigures) float64 { return float64(f.p99) })),
-
+		rps:           med(func(f loadFigures) float64 { return f.rps }),
+		p50:           time.Duration(med(func(f loadFigures) float64 { return float64(f.p50) })),
+		p99:           time.Duration(med(func(f loadFigures) float64 { return float64(f.p99) })),
 		cpuPerRequest: time.Duration(med(func(f loadFigures) float64 { return float64(f.cpuPerRequest) })),
 	}
 }
