@@ -43,6 +43,8 @@ type deadline struct {
 	// wantAt is the deadline asked for, on the reaper's clock; 0 when there is none.
 	wantAt atomic.Int64
 	armed  time.Time // what the runtime enforces; guarded by mu; never later than wantAt
+	// armedAny is whether armed is set, readable without mu.
+	armedAny atomic.Bool
 }
 
 func (c *lazyDeadlineConn) SetReadDeadline(t time.Time) error  { return c.set(&c.read, t) }
@@ -59,6 +61,17 @@ func (c *lazyDeadlineConn) set(d *deadline, t time.Time) error {
 		// armed before was near when the reaper's clock was no later than now), and if it
 		// fires, rearm finds this one.
 		d.wantAt.Store(at)
+		if d.armedAny.Load() {
+			// But cleared when something is armed: that is the past deadline net/http sets to
+			// wake its background read and then resets, every request. Left armed, it fails
+			// the next request's first Read (a wrapped error, errors.Is, the lock in rearm),
+			// which costs more than clearing it here.
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if !d.armed.IsZero() && d.wantAt.Load() == at {
+				return c.arm(d, time.Time{})
+			}
+		}
 		return nil
 	}
 	c.mu.Lock()
@@ -74,6 +87,7 @@ func (c *lazyDeadlineConn) set(d *deadline, t time.Time) error {
 // arm makes t the deadline the runtime enforces for d's direction; c.mu must be held.
 func (c *lazyDeadlineConn) arm(d *deadline, t time.Time) error {
 	d.armed = t
+	d.armedAny.Store(!t.IsZero())
 	if d == &c.read {
 		return c.Conn.SetReadDeadline(t)
 	}
