@@ -131,9 +131,9 @@ func TestLoadHarness(t *testing.T) {
 		for i := range ratios {
 			ratios[i] = h[i].rps / b[i].rps
 		}
-		t.Logf("%s: ratio per round %.2f", c.name, ratios)
+		t.Logf("%s: ratio per round %.3f", c.name, ratios)
 		slices.Sort(ratios)
-		line := fmt.Sprintf("| %s | %.0f | %.0f | **%.2f** | %s / %s | %s / %s | %s / %s |", c.name, hm.rps, bm.rps, ratios[len(ratios)/2],
+		line := fmt.Sprintf("| %s | %.0f | %.0f | **%.3f** | %s / %s | %s / %s | %s / %s |", c.name, hm.rps, bm.rps, ratios[len(ratios)/2],
 			fmtDur(hm.p50), fmtDur(hm.p99), fmtDur(bm.p50), fmtDur(bm.p99), fmtCPU(hm.cpuPerRequest), fmtCPU(bm.cpuPerRequest))
 		t.Log(line)
 		report.WriteString(line + "\n")
