@@ -27,9 +27,11 @@ import (
 //
 // Whatever is armed on the underlying connection is never later than the deadline asked for;
 // when it fires, Read and Write ask rearm whether the deadline asked for has really been
-// reached, and carry on if not. Between requests the underlying connection may hold a deadline
-// in the past that this wrapper knows to be stale, so nothing may reach it but through these
-// methods: the wrapper must not expose ReadFrom, WriteTo or SyscallConn.
+// reached, and carry on if not. The reaper looks at every recorded deadline, near ones too, so
+// a deadline whose arming a race lost still fires, up to a tick late. Between requests the
+// underlying connection may (rarely, when a reset races with arming) hold a deadline in the
+// past that this wrapper knows to be stale, so nothing may reach it but through these methods:
+// the wrapper must not expose ReadFrom, WriteTo or SyscallConn.
 type lazyDeadlineConn struct {
 	net.Conn
 	reaper *deadlineReaper
@@ -42,8 +44,12 @@ type lazyDeadlineConn struct {
 type deadline struct {
 	// wantAt is the deadline asked for, on the reaper's clock; 0 when there is none.
 	wantAt atomic.Int64
-	armed  time.Time // what the runtime enforces; guarded by mu; never later than wantAt
-	// armedAny is whether armed is set, readable without mu.
+	// armed is what the runtime enforces, guarded by mu: zero, or no later than wantAt. It is
+	// zero while wantAt is set only when the reaper has that deadline (far when stored, or
+	// reached and armed by expire at its next tick).
+	armed time.Time
+	// armedAny mirrors !armed.IsZero(), written by arm under mu and read without it in set:
+	// a stale false leaves an early deadline for rearm, a stale true costs the lock.
 	armedAny atomic.Bool
 }
 
@@ -57,18 +63,21 @@ func (c *lazyDeadlineConn) SetDeadline(t time.Time) error {
 func (c *lazyDeadlineConn) set(d *deadline, t time.Time) error {
 	at := c.reaper.clockOf(t)
 	if t.IsZero() || c.reaper.far(at) {
-		// Only recorded, without the lock: whatever is armed is earlier (a near deadline
-		// armed before was near when the reaper's clock was no later than now), and if it
-		// fires, rearm finds this one.
+		// Recorded without the lock: whatever is armed is earlier (a near deadline armed
+		// before was near when the reaper's clock was no later than now), and if it fires,
+		// rearm finds this one.
 		d.wantAt.Store(at)
 		if d.armedAny.Load() {
-			// But cleared when something is armed: that is the past deadline net/http sets to
-			// wake its background read and then resets, every request. Left armed, it fails
+			// But if something is armed and the deadline now asked for (whoever stored it last)
+			// is none or far, it is cleared. Usually that is the past deadline net/http sets to
+			// wake its background read and then resets, every request: left armed, it fails
 			// the next request's first Read (a wrapped error, errors.Is, the lock in rearm),
-			// which costs more than clearing it here.
+			// which costs more than clearing it here. Deciding from the current wanted value,
+			// as rearm does, never clears a deadline that has become near or been reached
+			// (the reaper's clock only moves forward), so expire's past deadline stays.
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			if !d.armed.IsZero() && d.wantAt.Load() == at {
+			if want := d.wantAt.Load(); !d.armed.IsZero() && (want == 0 || c.reaper.far(want)) {
 				return c.arm(d, time.Time{})
 			}
 		}

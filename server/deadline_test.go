@@ -135,6 +135,70 @@ func testLazyDeadlineWakesABlockedRead(t *testing.T, tick time.Duration) {
 // http.Server.Shutdown closes the listener (and so tells the reaper) first and then waits for
 // the open connections: their deadlines must still hold, or one slow client holds up every
 // shutdown for its whole grace.
+// net/http's round on a keep-alive connection, three times over: a background read is woken
+// with a past deadline and waited for, and the deadline is reset to none. After the reset the
+// next read must wait for its data, however long, and get it; and the idle deadline set after
+// the reset must still cut the read, not before its time.
+func TestLazyDeadlineResetAfterAbortedRead(t *testing.T) {
+	cases := []struct {
+		name string
+		idle time.Duration // the read deadline set after the reset; 0 for none
+	}{
+		{"the next read waits for its data", 0},
+		{"the idle deadline set next still cuts the read", 50 * time.Millisecond},
+	}
+	for _, c := range cases {
+		forEachReaper(t, c.name, func(t *testing.T, tick time.Duration) {
+			server, client := lazyPair(t, tick)
+			for round := range 3 {
+				server.SetReadDeadline(anHour()) // readRequest's whole-request deadline
+				server.SetReadDeadline(never)    // startBackgroundRead
+				woken := make(chan error, 1)
+				go func() {
+					_, err := server.Read(make([]byte, 1))
+					woken <- err
+				}()
+				server.SetReadDeadline(past) // abortPendingRead, whether or not the read has blocked yet
+				if err := <-woken; !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("round %d: background read returned %v; want the deadline exceeded", round, err)
+				}
+				server.SetReadDeadline(never)
+
+				var deadline time.Time
+				if c.idle > 0 {
+					deadline = time.Now().Add(c.idle)
+					server.SetReadDeadline(deadline)
+				}
+				got := make(chan error, 1)
+				go func() {
+					n, err := server.Read(make([]byte, 1))
+					if err == nil && n != 1 {
+						err = errors.New("read no byte and no error")
+					}
+					got <- err
+				}()
+				if c.idle > 0 {
+					err := <-got
+					if !errors.Is(err, os.ErrDeadlineExceeded) || time.Now().Before(deadline) {
+						t.Fatalf("round %d: idle read returned %v; want the deadline exceeded, not before it", round, err)
+					}
+					server.SetReadDeadline(never) // as for the next request
+					continue
+				}
+				select {
+				case err := <-got:
+					t.Fatalf("round %d: read returned %v with nothing sent and no deadline", round, err)
+				case <-time.After(30 * time.Millisecond): // many reaper ticks: a stale deadline would have fired
+				}
+				client.Write([]byte("x"))
+				if err := <-got; err != nil {
+					t.Fatalf("round %d: read after the data arrived returned %v", round, err)
+				}
+			}
+		})
+	}
+}
+
 func TestLazyDeadlinesOutliveTheListener(t *testing.T) {
 	server, _ := lazyPair(t, 2*time.Millisecond)
 	server.reaper.close()
