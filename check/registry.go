@@ -37,6 +37,11 @@ func NewRegistry(opts Options) Registry {
 		"https": newHTTPChecker(opts, true),
 		"tcp":   newTCPChecker(),
 		"mysql": newMySQLChecker(opts),
+
+		"redis":         &redisChecker{},
+		"sentinel":      &redisChecker{sentinel: true},
+		"redis-info":    &redisChecker{info: true},
+		"sentinel-info": &redisChecker{info: true, sentinel: true},
 	}
 }
 
