@@ -24,10 +24,9 @@ type httpChecker struct {
 	client            *http.Client
 }
 
-// newHTTPChecker builds the http checker, or the https one when useTLS is set. opts.BodyLimit
-// must already be defaulted.
-func newHTTPChecker(opts Options, useTLS bool) *httpChecker {
-	transport := &http.Transport{
+// newLocalTransport is the HTTP transport of checks that speak HTTP to 127.0.0.1.
+func newLocalTransport() *http.Transport {
+	return &http.Transport{
 		// Never the environment's HTTP_PROXY: the check is of this host, not of a proxy.
 		Proxy:       nil,
 		DialContext: (&net.Dialer{}).DialContext,
@@ -41,6 +40,12 @@ func newHTTPChecker(opts Options, useTLS bool) *httpChecker {
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 	}
+}
+
+// newHTTPChecker builds the http checker, or the https one when useTLS is set. opts.BodyLimit
+// must already be defaulted.
+func newHTTPChecker(opts Options, useTLS bool) *httpChecker {
+	transport := newLocalTransport()
 	scheme := "http"
 	if useTLS {
 		scheme = "https"

@@ -189,7 +189,7 @@ func startSentinel(t *testing.T) int {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, conf, "--sentinel")
-	var out strings.Builder
+	var out syncBuilder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting sentinel: %v", err)

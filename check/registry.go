@@ -42,6 +42,7 @@ func NewRegistry(opts Options) Registry {
 		"sentinel":      &redisChecker{sentinel: true},
 		"redis-info":    &redisChecker{info: true},
 		"sentinel-info": &redisChecker{info: true, sentinel: true},
+		"haproxy":       newHAProxyChecker(opts),
 	}
 }
 
