@@ -191,4 +191,3 @@ func FuzzBackendStatus(f *testing.F) {
 		}
 	})
 }
-
