@@ -29,7 +29,7 @@ func newLocalTransport() *http.Transport {
 	return &http.Transport{
 		// Never the environment's HTTP_PROXY: the check is of this host, not of a proxy.
 		Proxy:       nil,
-		DialContext: (&net.Dialer{}).DialContext,
+		DialContext: dialWithinCheck(&net.Dialer{}),
 		// Checks of one service are seconds apart (cache_time) and HAProxy itself opens a new
 		// connection for every check, so pooled connections would only pile up idle, one per
 		// checked port, and a pooled connection the service has since closed would fail a
@@ -67,6 +67,41 @@ func newHTTPChecker(opts Options, useTLS bool) *httpChecker {
 	}
 }
 
+// checkContextKey carries a check's context to the dialer; see dialWithinCheck.
+type checkContextKey struct{}
+
+// dialWithinCheck dials as d does, but never longer than the check that asked for the
+// connection. net/http dials under a context cut off from the request's cancellation (a
+// connection one request started may serve the next), so a dial to a port whose accept queue
+// is full would go on resending SYNs for minutes after its check answered, holding a goroutine
+// and a descriptor each: the dial is cancelled when the check ends instead. The connection then
+// carries the check's deadline, which bounds what net/http does next under that same detached
+// context, the TLS handshake (it has no timeout of its own here) included, as well as every read
+// and write of the check. Keep-alives are off, so a connection never outlives its one check.
+func dialWithinCheck(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		check, ok := ctx.Value(checkContextKey{}).(context.Context)
+		if !ok {
+			return d.DialContext(ctx, network, addr)
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(check, cancel)
+		defer stop()
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if deadline, ok := check.Deadline(); ok {
+			if err := conn.SetDeadline(deadline); err != nil {
+				_ = conn.Close()
+				return nil, err
+			}
+		}
+		return conn, nil
+	}
+}
+
 // Check answers with the upstream's status code and body (capped at the body limit, with a
 // note when cut), outcome ok for 2xx and upstream_fail for anything else; when no response
 // arrives it answers 503 "<error> after <s>s". Target.Query is taken as a decoded path and is
@@ -78,7 +113,9 @@ func (c *httpChecker) Check(ctx context.Context, t Target) (Result, error) {
 		Path:     "/" + t.Query,
 		RawQuery: t.RawQuery,
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	// The check's own context rides along as a value: net/http dials under a context that keeps
+	// the request's values but not its cancellation, and dialWithinCheck needs the deadline.
+	req, err := http.NewRequestWithContext(context.WithValue(ctx, checkContextKey{}, ctx), http.MethodGet, u.String(), nil)
 	if err != nil {
 		return Result{}, fmt.Errorf("building %s check request for %s: %w", c.scheme, t.Service, err)
 	}
