@@ -20,6 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/hacheck/hacheck/config"
 	"github.com/hacheck/hacheck/server"
 	"github.com/hacheck/hacheck/spool"
 )
@@ -436,7 +437,7 @@ func TestSpoolAccessErrors(t *testing.T) {
 
 func TestHalistReadsRecent(t *testing.T) {
 	store := spool.New(t.TempDir())
-	srv := server.New(server.DefaultConfig(), server.Options{Store: store, Version: "test", Logger: zerolog.Nop()})
+	srv := server.New(config.Default(), server.Options{Store: store, Version: "test", Logger: zerolog.Nop()})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

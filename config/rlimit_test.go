@@ -1,4 +1,4 @@
-package server
+package config
 
 import (
 	"fmt"
@@ -25,9 +25,9 @@ func keepRlimit(t *testing.T) syscall.Rlimit {
 
 func TestApplyRlimitNofileUnchanged(t *testing.T) {
 	lim := keepRlimit(t)
-	before, after, err := ApplyRlimitNofile("")
+	before, after, err := Rlimit("").Apply()
 	if err != nil || before != lim.Cur || after != lim.Cur {
-		t.Errorf(`ApplyRlimitNofile("") = %d, %d, %v; want %d unchanged`, before, after, err, lim.Cur)
+		t.Errorf(`Rlimit("").Apply() = %d, %d, %v; want %d unchanged`, before, after, err, lim.Cur)
 	}
 }
 
@@ -37,21 +37,21 @@ func TestApplyRlimitNofileNumberAndMax(t *testing.T) {
 		t.Skipf("hard limit %d is too low to test below it", lim.Max)
 	}
 	want := min(lim.Max-1, 4096) // below the hard limit, enough for the test binary
-	before, after, err := ApplyRlimitNofile(fmt.Sprint(want))
+	before, after, err := Rlimit(fmt.Sprint(want)).Apply()
 	if err != nil || before != lim.Cur || after != want {
-		t.Fatalf("ApplyRlimitNofile(%d) = %d, %d, %v; want %d, %d", want, before, after, err, lim.Cur, want)
+		t.Fatalf("Rlimit(%d).Apply() = %d, %d, %v; want %d, %d", want, before, after, err, lim.Cur, want)
 	}
 	var now syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &now); err != nil || now.Cur != want || now.Max != lim.Max {
 		t.Errorf("limit is now %+v, want soft %d and the hard limit %d untouched", now, want, lim.Max)
 	}
 
-	before, after, err = ApplyRlimitNofile("max")
+	before, after, err = Rlimit("max").Apply()
 	if err != nil || before != want || after != lim.Max {
-		t.Errorf(`ApplyRlimitNofile("max") = %d, %d, %v; want %d, %d`, before, after, err, want, lim.Max)
+		t.Errorf(`Rlimit("max").Apply() = %d, %d, %v; want %d, %d`, before, after, err, want, lim.Max)
 	}
-	if _, after, err := ApplyRlimitNofile("max"); err != nil || after != lim.Max {
-		t.Errorf(`second ApplyRlimitNofile("max") = %d, %v`, after, err)
+	if _, after, err := Rlimit("max").Apply(); err != nil || after != lim.Max {
+		t.Errorf(`second Rlimit("max").Apply() = %d, %v`, after, err)
 	}
 }
 
@@ -59,17 +59,17 @@ func TestApplyRlimitNofileRefuses(t *testing.T) {
 	lim := keepRlimit(t)
 	if lim.Max < math.MaxUint64 {
 		above := lim.Max + 1
-		_, after, err := ApplyRlimitNofile(fmt.Sprint(above))
+		_, after, err := Rlimit(fmt.Sprint(above)).Apply()
 		want := fmt.Sprintf("rlimit_nofile %d is above the hard limit %d", above, lim.Max)
 		if err == nil || err.Error() != want || after != lim.Cur {
-			t.Errorf("ApplyRlimitNofile(%d) = %d, %v; want %q and no change", above, after, err, want)
+			t.Errorf("Rlimit(%d).Apply() = %d, %v; want %q and no change", above, after, err, want)
 		}
 	}
 	for _, bad := range []string{"lots", "0", "-1", "4096 ", "Max"} {
-		_, after, err := ApplyRlimitNofile(bad)
+		_, after, err := Rlimit(bad).Apply()
 		want := fmt.Sprintf(`rlimit_nofile must be "max" or a positive integer, got %q`, bad)
 		if err == nil || err.Error() != want || after != lim.Cur {
-			t.Errorf("ApplyRlimitNofile(%q) = %d, %v; want %q and no change", bad, after, err, want)
+			t.Errorf("Rlimit(%q).Apply() = %d, %v; want %q and no change", bad, after, err, want)
 		}
 	}
 }
@@ -81,8 +81,8 @@ func TestCheckRlimitNofile(t *testing.T) {
 		ok = append(ok, fmt.Sprint(lim.Max))
 	}
 	for _, s := range ok {
-		if err := CheckRlimitNofile(s); err != nil {
-			t.Errorf("CheckRlimitNofile(%q) = %v, want nil", s, err)
+		if err := Rlimit(s).Check(); err != nil {
+			t.Errorf("Rlimit(%q).Check() = %v, want nil", s, err)
 		}
 	}
 	type refusal struct{ setting, want string }
@@ -94,13 +94,13 @@ func TestCheckRlimitNofile(t *testing.T) {
 		t.Log("no hard limit: the above-the-hard-limit case cannot happen here")
 	}
 	for _, tc := range refused {
-		err := CheckRlimitNofile(tc.setting)
+		err := Rlimit(tc.setting).Check()
 		if err == nil || err.Error() != tc.want {
-			t.Errorf("CheckRlimitNofile(%q) = %v, want %q", tc.setting, err, tc.want)
+			t.Errorf("Rlimit(%q).Check() = %v, want %q", tc.setting, err, tc.want)
 		}
-		// Same verdict as serve: ApplyRlimitNofile refuses it with the same error.
-		if _, _, aerr := ApplyRlimitNofile(tc.setting); aerr == nil || aerr.Error() != tc.want {
-			t.Errorf("ApplyRlimitNofile(%q) = %v, want %q like CheckRlimitNofile", tc.setting, aerr, tc.want)
+		// Same verdict as serve: Apply refuses it with the same error.
+		if _, _, aerr := Rlimit(tc.setting).Apply(); aerr == nil || aerr.Error() != tc.want {
+			t.Errorf("Rlimit(%q).Apply() = %v, want %q like CheckRlimitNofile", tc.setting, aerr, tc.want)
 		}
 	}
 	// Checking changes nothing, not even for "1" or "max".

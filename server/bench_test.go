@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hacheck/hacheck/check"
+	"github.com/hacheck/hacheck/config"
 )
 
 // discardWriter is the cheapest ResponseWriter, so benchmarks measure hacheck, not a recorder.
@@ -28,7 +29,7 @@ func benchServeHTTP(b *testing.B, path string) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer backend.Close()
 	store := watchedStore(b)
-	srv := New(DefaultConfig(), Options{Store: store, Version: "bench", Logger: zerolog.Nop()})
+	srv := New(config.Default(), Options{Store: store, Version: "bench", Logger: zerolog.Nop()})
 	path = replacePort(path, backend)
 	b.ReportAllocs()
 	b.ResetTimer() // the setup's allocations (the metrics' fixed tables) are not per request
@@ -77,10 +78,10 @@ func BenchmarkCheckRequest(b *testing.B) {
 			}
 			b.Run(name, func(b *testing.B) {
 				store := watchedStore(b)
-				srv := New(DefaultConfig(), Options{Store: store, Version: "bench", Logger: zerolog.Nop()})
+				srv := New(config.Default(), Options{Store: store, Version: "bench", Logger: zerolog.Nop()})
 				if !instrumented {
 					srv.uninstrumented = true
-					srv.pipeline = check.NewPipeline(store, pipelineSettings(DefaultConfig(), "bench"), nil)
+					srv.pipeline = check.NewPipeline(store, pipelineSettings(config.Default(), "bench"), nil)
 				}
 				addr, shutdown := serve(b, srv, 5*time.Second)
 				defer shutdown()
@@ -142,7 +143,7 @@ func readResponse(r *bufio.Reader) error {
 func spreadServer(b *testing.B, services int) (*Server, []*http.Request) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	b.Cleanup(backend.Close)
-	srv := New(DefaultConfig(), Options{Store: watchedStore(b), Version: "bench", Logger: zerolog.Nop()})
+	srv := New(config.Default(), Options{Store: watchedStore(b), Version: "bench", Logger: zerolog.Nop()})
 	var requests []*http.Request
 	for i := range 1000 {
 		r := httptest.NewRequest(http.MethodGet, replacePort("/http/svc"+strconv.Itoa(i%services)+"/P/health", backend), nil)
@@ -230,7 +231,7 @@ func BenchmarkServeHTTPCold(b *testing.B) {
 func TestHotPathsAllocateNothing(t *testing.T) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer backend.Close()
-	srv := New(DefaultConfig(), Options{Store: watchedStore(t), Version: "test", Logger: zerolog.Nop()})
+	srv := New(config.Default(), Options{Store: watchedStore(t), Version: "test", Logger: zerolog.Nop()})
 	for _, path := range []string{"/spool/web/0/", replacePort("/http/web/P/health", backend)} {
 		r := httptest.NewRequest(http.MethodGet, path, nil)
 		r.RemoteAddr = "10.0.0.1:12345"

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/hacheck/hacheck/config"
 	"github.com/hacheck/hacheck/spool"
 )
 
@@ -40,11 +41,11 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // opts.Reload. Startup problems (config, spool root access, ports) are returned before anything
 // is served.
 func Run(ctx context.Context, opts RunOptions, stderr io.Writer) error {
-	cfg, warnings, err := LoadConfig(opts.ConfigPath)
+	cfg, warnings, err := config.Load(opts.ConfigPath)
 	if err != nil {
 		return &ConfigError{err}
 	}
-	logger, logCloser, err := NewLogger(cfg.LogPath, opts.Verbose)
+	logger, logCloser, err := NewLogger(string(cfg.LogPath), opts.Verbose)
 	if err != nil {
 		return &ConfigError{fmt.Errorf("config key log_path: %w", err)}
 	}
@@ -52,7 +53,7 @@ func Run(ctx context.Context, opts RunOptions, stderr io.Writer) error {
 	for _, w := range warnings {
 		logger.Warn().Str("config", opts.ConfigPath).Msg(w)
 	}
-	if before, after, err := ApplyRlimitNofile(cfg.RlimitNofile); err != nil {
+	if before, after, err := cfg.RlimitNofile.Apply(); err != nil {
 		return &ConfigError{err}
 	} else if before != after {
 		logger.Info().Uint64("from", before).Uint64("to", after).Msg("raised the open files limit")
@@ -78,7 +79,7 @@ func Run(ctx context.Context, opts RunOptions, stderr io.Writer) error {
 		addrs[i] = l.Addr().String()
 	}
 	logger.Info().Strs("listen", addrs).Str("spool_root", store.Root()).Str("version", opts.Version).
-		Float64("cache_time_seconds", cfg.CacheTime.Seconds()).Float64("check_timeout_seconds", cfg.CheckTimeout.Seconds()).Msg("hacheck serving")
+		Float64("cache_time_seconds", time.Duration(cfg.CacheTime).Seconds()).Float64("check_timeout_seconds", time.Duration(cfg.CheckTimeout).Seconds()).Msg("hacheck serving")
 	if opts.Ready != nil {
 		opts.Ready(listeners)
 	}
@@ -94,7 +95,7 @@ func Run(ctx context.Context, opts RunOptions, stderr io.Writer) error {
 				if !ok {
 					return
 				}
-				logCloser = srv.reload(opts, cfg.LogPath, logCloser)
+				logCloser = srv.reload(opts, logCloser)
 			}
 		}
 	}()
@@ -107,15 +108,15 @@ func Run(ctx context.Context, opts RunOptions, stderr io.Writer) error {
 // reload re-reads the configuration file and applies it; a bad file leaves the running
 // configuration in place. The outcome is logged and exported. It returns the log closer in
 // use afterwards.
-func (s *Server) reload(opts RunOptions, startLogPath string, logCloser io.Closer) io.Closer {
+func (s *Server) reload(opts RunOptions, logCloser io.Closer) io.Closer {
 	now := time.Now()
-	cfg, warnings, err := LoadConfig(opts.ConfigPath)
+	cfg, warnings, err := config.Load(opts.ConfigPath)
 	if err != nil {
 		s.metrics.ConfigReloaded(false, now)
 		s.logger().Error().Err(err).Msg("config reload failed; keeping the running configuration")
 		return logCloser
 	}
-	if _, _, err := ApplyRlimitNofile(cfg.RlimitNofile); err != nil {
+	if _, _, err := cfg.RlimitNofile.Apply(); err != nil {
 		s.metrics.ConfigReloaded(false, now)
 		s.logger().Error().Err(err).Msg("config reload failed: rlimit_nofile; keeping the running configuration")
 		return logCloser
@@ -128,7 +129,7 @@ func (s *Server) reload(opts RunOptions, startLogPath string, logCloser io.Close
 		}
 	}
 	if cfg.LogPath != s.cfg.Load().LogPath {
-		logger, closer, err := NewLogger(cfg.LogPath, opts.Verbose)
+		logger, closer, err := NewLogger(string(cfg.LogPath), opts.Verbose)
 		if err != nil {
 			s.metrics.ConfigReloaded(false, now)
 			s.logger().Error().Err(err).Msg("config reload failed: log_path; keeping the running configuration")
@@ -143,7 +144,7 @@ func (s *Server) reload(opts RunOptions, startLogPath string, logCloser io.Close
 		s.logger().Warn().Str("config", opts.ConfigPath).Msg(w)
 	}
 	s.metrics.ConfigReloaded(true, now)
-	s.logger().Info().Str("config", opts.ConfigPath).Float64("cache_time_seconds", cfg.CacheTime.Seconds()).Float64("check_timeout_seconds", cfg.CheckTimeout.Seconds()).Msg("config reloaded")
+	s.logger().Info().Str("config", opts.ConfigPath).Float64("cache_time_seconds", time.Duration(cfg.CacheTime).Seconds()).Float64("check_timeout_seconds", time.Duration(cfg.CheckTimeout).Seconds()).Msg("config reloaded")
 	return logCloser
 }
 

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hacheck/hacheck/config"
 )
 
 // runServer starts Run with the given config file on two ephemeral ports (every address) and
@@ -202,7 +204,7 @@ func TestConcurrentColdChecksMakeOneUpstreamCheck(t *testing.T) {
 
 // Client-invented service names cannot grow /status/count or /recent past the caps.
 func TestStatusCountsBounded(t *testing.T) {
-	ts := startServer(t, func(c *Config) { c.MaxServices = 10 })
+	ts := startServer(t, func(c *config.Config) { c.MaxServices = 10 })
 	for i := range 50 {
 		ts.get(t, "/spool/svc"+strconv.Itoa(i)+"/0/")
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/hacheck/hacheck/config"
 	"github.com/hacheck/hacheck/spool"
 )
 
@@ -45,9 +46,9 @@ type testServer struct {
 
 // startServer serves a Server on a real loopback listener (wrapped like production ones) until
 // the test ends. tweaks change the Server before it serves.
-func startServer(t *testing.T, mutate func(*Config), tweaks ...func(*Server)) *testServer {
+func startServer(t *testing.T, mutate func(*config.Config), tweaks ...func(*Server)) *testServer {
 	t.Helper()
-	cfg := DefaultConfig()
+	cfg := config.Default()
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -206,7 +207,7 @@ func TestHTTPRoutePassesThrough(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 		w.Write([]byte("accepted " + r.URL.RawQuery))
 	})
-	ts := startServer(t, func(c *Config) { c.ServiceNameHeader = "X-Service-Name" })
+	ts := startServer(t, func(c *config.Config) { c.ServiceNameHeader = "X-Service-Name" })
 	code, body, _ := ts.get(t, "/http/web/"+port+"/status/deep?a=b", "Host", "web.example")
 	if code != http.StatusAccepted || body != "accepted a=b" {
 		t.Fatalf("got %d %q", code, body)
@@ -379,7 +380,7 @@ func TestRemoteSpoolChanges(t *testing.T) {
 		}
 	})
 	t.Run("source not allowed", func(t *testing.T) {
-		ts := startServer(t, func(c *Config) {
+		ts := startServer(t, func(c *config.Config) {
 			c.AllowRemoteSpoolChanges = true
 			c.RemoteSpoolAllowedCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 		})
@@ -391,7 +392,7 @@ func TestRemoteSpoolChanges(t *testing.T) {
 		// A client on a link-local address arrives with the interface as its zone
 		// (fe80::1%eth0); CIDRs have no zones, and netip.Prefix.Contains is false for any
 		// zoned address, so the zone must not decide.
-		ts := startServer(t, func(c *Config) {
+		ts := startServer(t, func(c *config.Config) {
 			c.AllowRemoteSpoolChanges = true
 			c.RemoteSpoolAllowedCIDRs = []netip.Prefix{netip.MustParsePrefix("fe80::/10"), netip.MustParsePrefix("10.0.0.0/8")}
 		})
@@ -418,7 +419,7 @@ func TestRemoteSpoolChanges(t *testing.T) {
 		}
 	})
 	t.Run("token", func(t *testing.T) {
-		ts := startServer(t, func(c *Config) {
+		ts := startServer(t, func(c *config.Config) {
 			c.AllowRemoteSpoolChanges = true
 			c.RemoteSpoolToken = "s3cret"
 		})
@@ -444,7 +445,7 @@ func TestRemoteSpoolChanges(t *testing.T) {
 		}
 	})
 	t.Run("bad input", func(t *testing.T) {
-		ts := startServer(t, func(c *Config) { c.AllowRemoteSpoolChanges = true })
+		ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true })
 		tests := []struct {
 			path string
 			form url.Values
@@ -464,27 +465,6 @@ func TestRemoteSpoolChanges(t *testing.T) {
 		}
 		if marks, _ := ts.store.List(); len(marks) != 0 {
 			t.Fatalf("bad input wrote %+v", marks)
-		}
-	})
-}
-
-func FuzzAddHostIfMissing(f *testing.F) {
-	for _, seed := range []string{
-		"GET / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET / HTTP/1.0\r\n\r\n", "\r\n\r\n", "GET / HTTP/1.1\n\n", "x",
-	} {
-		f.Add([]byte(seed))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		end := headerEnd(data)
-		if end < 0 {
-			return
-		}
-		out := addHostIfMissing(data, end)
-		if len(out) < len(data) {
-			t.Fatalf("bytes lost: %q -> %q", data, out)
-		}
-		if string(out[len(out)-(len(data)-end):]) != string(data[end:]) {
-			t.Fatalf("body changed: %q -> %q", data, out)
 		}
 	})
 }
@@ -515,7 +495,7 @@ func (b *lockedBuffer) lines(substr string) int {
 // one service (spool and tcp here) do not make each other "flap".
 func TestTransitionsLoggedOncePerChange(t *testing.T) {
 	var logs lockedBuffer
-	ts := startServer(t, func(c *Config) { c.CacheTime = 0 })
+	ts := startServer(t, func(c *config.Config) { c.CacheTime = 0 })
 	ts.SetLogger(zerolog.New(&logs))
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
@@ -536,7 +516,7 @@ func TestTransitionsLoggedOncePerChange(t *testing.T) {
 }
 
 func TestHTTPDetails(t *testing.T) {
-	ts := startServer(t, func(c *Config) { c.AllowRemoteSpoolChanges = true })
+	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true })
 	ts.store.Down("web", 0, "maint", time.Time{})
 	req, _ := http.NewRequest(http.MethodHead, ts.base+"/spool/web/0/", nil)
 	resp, err := http.DefaultClient.Do(req)

@@ -1,4 +1,4 @@
-package server
+package listener
 
 import (
 	"bytes"
@@ -6,10 +6,10 @@ import (
 	"net/netip"
 )
 
-// injectedHost is the Host value given to HTTP/1.1 requests that arrived without one. The
-// handler recognises it and treats the request as Host-less, so nothing invented is forwarded
-// to the checked service.
-const injectedHost = "hacheck.invalid"
+// InjectedHost is the Host value given to HTTP/1.1 requests that arrived without one. The
+// handler must recognise it and treat the request as Host-less, so nothing invented is
+// forwarded to the checked service.
+const InjectedHost = "hacheck.invalid"
 
 // hostFixListener lets HTTP/1.1 check requests without a Host header through. HAProxy sends
 // `option httpchk GET /x HTTP/1.1` with no Host; net/http answers such a request with
@@ -49,7 +49,7 @@ func (l hostFixListener) Close() error {
 type hostFixConn struct {
 	lazyDeadlineConn
 	// source is the client's address, worked out once per connection rather than parsed from
-	// Request.RemoteAddr on every request (remoteAddr).
+	// Request.RemoteAddr on every request (see Source).
 	source  netip.Addr
 	limit   int
 	passing bool   // the first header block has been handled
@@ -126,8 +126,8 @@ func addHostIfMissing(buf []byte, end int) []byte {
 			return buf
 		}
 	}
-	out := make([]byte, 0, len(buf)+len(injectedHost)+8)
+	out := make([]byte, 0, len(buf)+len(InjectedHost)+8)
 	out = append(out, buf[:lineEnd+1]...)
-	out = append(out, "Host: "+injectedHost+"\r\n"...)
+	out = append(out, "Host: "+InjectedHost+"\r\n"...)
 	return append(out, buf[lineEnd+1:]...)
 }

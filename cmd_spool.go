@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hacheck/hacheck/spool"
+)
+
+// The spool commands: up (haup), down (hadown), status (hastatus) and downed (hashowdowned).
+
+type upCmd struct {
+	spoolFlags
+	ServicePort int      `short:"P" name:"service-port" default:"0" help:"Remove only the mark of this instance (port); 0 means the whole service."`
+	JSON        bool     `name:"json" help:"Print what was done as JSON."`
+	Services    []string `arg:"" name:"service" help:"Service names; 'all' is the host-wide mark."`
+}
+
+func (c *upCmd) Run(e *env) error {
+	if err := validateTargets(c.Services, c.ServicePort); err != nil {
+		return err
+	}
+	store := c.store(e)
+	type result struct {
+		Service string `json:"service"`
+		Port    int    `json:"port"`
+		Removed bool   `json:"removed"`
+	}
+	var results []result
+	for _, svc := range c.Services {
+		removed, err := store.Up(svc, c.ServicePort)
+		if err != nil {
+			return err
+		}
+		results = append(results, result{svc, c.ServicePort, removed})
+	}
+	if c.JSON {
+		return json.NewEncoder(e.stdout).Encode(results)
+	}
+	return nil
+}
+
+type downCmd struct {
+	spoolFlags
+	ServicePort    int           `short:"P" name:"service-port" default:"0" help:"Mark only this instance (port) down; 0 means the whole service."`
+	Reason         string        `short:"r" help:"Why the service is down; shown to HAProxy and in /metrics. Default: the user running the command."`
+	Expiration     *int64        `short:"e" xor:"expiry" help:"Unix time at which the mark stops counting."`
+	For            string        `name:"for" xor:"expiry" placeholder:"DURATION" help:"Mark down for this long, e.g. 30m, 2h, 1d12h."`
+	JSON           bool          `name:"json" help:"Print the written marks as JSON."`
+	NonhumansFile  string        `name:"nonhumans-file" default:"/etc/nonhumans" hidden:"" help:"Accounts that must give a --reason."`
+	Services       []string      `arg:"" name:"service" help:"Service names; 'all' marks every service on this host down."`
+	expirationTime time.Time     `kong:"-"`
+	forDuration    time.Duration `kong:"-"`
+}
+
+func (c *downCmd) Run(e *env) error {
+	if err := validateTargets(c.Services, c.ServicePort); err != nil {
+		return err
+	}
+	now := e.now()
+	switch {
+	case c.For != "":
+		d, err := parseFriendlyDuration(c.For)
+		if err != nil {
+			return usageErrorf("--for %q: %v", c.For, err)
+		}
+		c.expirationTime = now.Add(d)
+	case c.Expiration != nil:
+		c.expirationTime = time.Unix(*c.Expiration, 0)
+		if !c.expirationTime.After(now) {
+			return usageErrorf("--expiration %d (%s) is not in the future", *c.Expiration, c.expirationTime.UTC().Format(time.RFC3339))
+		}
+	}
+	reason := c.Reason
+	if reason == "" {
+		var err error
+		if reason, err = defaultReason(e, c.NonhumansFile); err != nil {
+			return err
+		}
+	}
+	store := c.store(e)
+	var written []markJSON
+	for _, svc := range c.Services {
+		m, err := store.Down(svc, c.ServicePort, reason, c.expirationTime)
+		if err != nil {
+			return err
+		}
+		written = append(written, toMarkJSON(m, now))
+	}
+	if c.JSON {
+		return json.NewEncoder(e.stdout).Encode(written)
+	}
+	return nil
+}
+
+type statusCmd struct {
+	spoolFlags
+	ServicePort int      `short:"P" name:"service-port" default:"0" help:"Show the state of this instance (port), including its own mark."`
+	JSON        bool     `name:"json" help:"Print the states as JSON."`
+	Services    []string `arg:"" name:"service" help:"Service names."`
+}
+
+// errDown makes hastatus exit 1 without printing an error: the output already says it.
+var errDown = errors.New("down")
+
+func (c *statusCmd) Run(e *env) error {
+	if err := validateTargets(c.Services, c.ServicePort); err != nil {
+		return err
+	}
+	store := c.store(e)
+	// Fail closed is for the server and for single unreadable marks; a user who cannot read
+	// the spool at all must be told so, not shown every service DOWN.
+	if err := store.CheckReadable(); err != nil {
+		return err
+	}
+	type state struct {
+		Service string    `json:"service"`
+		Port    int       `json:"port"`
+		Up      bool      `json:"up"`
+		Mark    *markJSON `json:"mark,omitempty"`
+	}
+	var states []state
+	anyDown := false
+	for _, svc := range c.Services {
+		m, down := store.Status(svc, c.ServicePort)
+		st := state{Service: svc, Port: c.ServicePort, Up: !down}
+		if down {
+			anyDown = true
+			mj := toMarkJSON(m, e.now())
+			st.Mark = &mj
+		}
+		states = append(states, st)
+		if c.JSON {
+			continue
+		}
+		if down {
+			fmt.Fprintf(e.stdout, "DOWN\t%s\t%s\n", svc, oneLine(m.Reason))
+		} else {
+			fmt.Fprintf(e.stdout, "UP\t%s\n", svc)
+		}
+	}
+	if c.JSON {
+		if err := json.NewEncoder(e.stdout).Encode(states); err != nil {
+			return err
+		}
+	}
+	if anyDown {
+		return errDown
+	}
+	return nil
+}
+
+type downedCmd struct {
+	spoolFlags
+	JSON bool `name:"json" help:"Print the marks as JSON."`
+}
+
+func (c *downedCmd) Run(e *env) error {
+	marks, err := c.store(e).List()
+	if err != nil {
+		return err
+	}
+	now := e.now()
+	if c.JSON {
+		out := make([]markJSON, 0, len(marks))
+		for _, m := range marks {
+			out = append(out, toMarkJSON(m, now))
+		}
+		return json.NewEncoder(e.stdout).Encode(out)
+	}
+	for _, m := range marks {
+		expiry := "never expires"
+		if !m.Expiration.IsZero() {
+			expiry = fmt.Sprintf("expires %s (in %s)", m.Expiration.UTC().Format(time.RFC3339), roundDuration(m.Expiration.Sub(now)))
+		}
+		fmt.Fprintf(e.stdout, "%s\tport=%d\t%s\tdown since %s (%s ago)\t%s\n",
+			m.Service, m.Port, oneLine(m.Reason), m.Creation.UTC().Format(time.RFC3339), roundDuration(now.Sub(m.Creation)), expiry)
+	}
+	return nil
+}
+
+// markJSON is how marks appear in --json output: unix seconds, like the spool files themselves.
+type markJSON struct {
+	Service    string   `json:"service"`
+	Port       int      `json:"port"`
+	Reason     string   `json:"reason"`
+	Creation   *int64   `json:"creation"`    // null when unknown (an unreadable mark)
+	Expiration *int64   `json:"expiration"`  // null: never expires
+	AgeSeconds *float64 `json:"age_seconds"` // null when the creation is unknown
+	Error      string   `json:"error,omitempty"`
+}
+
+func toMarkJSON(m spool.Mark, now time.Time) markJSON {
+	out := markJSON{Service: m.Service, Port: m.Port, Reason: m.Reason}
+	if !m.Creation.IsZero() {
+		creation, age := m.Creation.Unix(), now.Sub(m.Creation).Seconds()
+		out.Creation, out.AgeSeconds = &creation, &age
+	}
+	if !m.Expiration.IsZero() {
+		exp := m.Expiration.Unix()
+		out.Expiration = &exp
+	}
+	if m.Err != nil {
+		out.Error = m.Err.Error()
+	}
+	return out
+}
+
+func validateTargets(services []string, port int) error {
+	if len(services) == 0 {
+		return usageErrorf("no service named")
+	}
+	for _, svc := range services {
+		if err := spool.ValidateName(svc); err != nil {
+			return err
+		}
+		if err := spool.ValidatePort(svc, port); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var daysPrefix = regexp.MustCompile(`^(\d+)d`)
+
+// parseFriendlyDuration is time.ParseDuration plus a leading whole number of days ("1d12h"),
+// which operators planning maintenance windows reach for.
+func parseFriendlyDuration(s string) (time.Duration, error) {
+	var d time.Duration
+	if m := daysPrefix.FindStringSubmatch(s); m != nil {
+		days, err := strconv.Atoi(m[1])
+		if err != nil || days > 100000 {
+			return 0, errors.New("too many days")
+		}
+		d = time.Duration(days) * 24 * time.Hour
+		s = s[len(m[0]):]
+	}
+	if s != "" {
+		rest, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, errors.New("not a duration like 30m, 2h or 1d12h")
+		}
+		d += rest
+	}
+	if d <= 0 {
+		return 0, errors.New("must be positive")
+	}
+	return d, nil
+}
+
+// defaultReason is who ran the command: $SUDO_USER, else $SSH_USER, else the effective user. A
+// shared or robot account listed in the nonhumans file says nothing about who did it, so it is
+// refused.
+func defaultReason(e *env, nonhumansFile string) (string, error) {
+	name := e.getenv("SUDO_USER")
+	if name == "" {
+		name = e.getenv("SSH_USER")
+	}
+	if name == "" {
+		u, err := user.LookupId(strconv.Itoa(os.Geteuid()))
+		if err != nil {
+			return "", fmt.Errorf("find the user running this (use --reason): %w", err)
+		}
+		name = u.Username
+	}
+	nonhuman, err := listed(nonhumansFile, name)
+	if err != nil {
+		return "", err
+	}
+	if nonhuman {
+		return "", errors.New("please use --reason to tell us who you really are")
+	}
+	return name, nil
+}
+
+func listed(path, name string) (bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		if strings.TrimSpace(line) == name {
+			return true, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return false, fmt.Errorf("read %s: %w", path, err)
+	}
+	return false, nil
+}

@@ -1,0 +1,309 @@
+// Package config is hacheck's YAML configuration: the keys, their defaults, how a file is read
+// (Load, Parse), the range checks (Validate), and how a Config is shown without its secrets.
+//
+// Adding a key is one field on Config with a yaml tag naming the key and a want tag saying, in
+// the words of an error message, what the key accepts; its type is one of the value types in
+// types.go, whose UnmarshalYAML decides what a value may look like. Its default goes in Default,
+// its range check in Config.problems.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is hacheck's configuration. Start from Default: the zero value does not pass Validate.
+// Each field's yaml tag is its key in the file; its want tag is what error messages say the key
+// must be.
+type Config struct {
+	// CacheTime is how long a check result (success or failure) is reused; 0 disables the cache.
+	// Seconds (int or float) or a Go duration string such as "500ms"; default 10.
+	CacheTime Duration `yaml:"cache_time" want:"must be a number of seconds >= 0 or a duration like \"1.5s\""`
+	// CheckTimeout bounds every upstream check: > 0 and <= MaxCheckTimeout; default 10.
+	CheckTimeout Duration `yaml:"check_timeout" want:"must be a number of seconds > 0 and <= 300 or a duration like \"1.5s\""`
+	// ServiceNameHeader, when not empty, is sent with the service name on http(s) checks.
+	ServiceNameHeader Text `yaml:"service_name_header" want:"must be a valid HTTP header name or empty"`
+	// HTTPHeadersToCopy are the request headers forwarded to http(s) checks; default [Host].
+	HTTPHeadersToCopy HeaderNames `yaml:"http_headers_to_copy" want:"must be a list of HTTP header names"`
+	// LogPath is "stdout", "stderr" (default) or a file path.
+	LogPath Text `yaml:"log_path" want:"must be \"stdout\", \"stderr\" or a file path"`
+	// MySQLUsername and MySQLPassword log in for mysql checks; both are kept out of String and
+	// every error.
+	MySQLUsername Secret `yaml:"mysql_username" want:"must be a string"`
+	MySQLPassword Secret `yaml:"mysql_password" want:"must be a string"`
+	// RlimitNofile is the open-files limit to set at startup; see Rlimit.
+	RlimitNofile Rlimit `yaml:"rlimit_nofile" want:"must be \"max\" or a positive integer"`
+	// AllowRemoteSpoolChanges enables POST /spool/...; default false.
+	AllowRemoteSpoolChanges Bool `yaml:"allow_remote_spool_changes" want:"must be true or false"`
+	// RemoteSpoolAllowedCIDRs may POST spool changes; default loopback (127.0.0.0/8, ::1/128).
+	RemoteSpoolAllowedCIDRs Prefixes `yaml:"remote_spool_allowed_cidrs" want:"must be a list of CIDRs or IP addresses"`
+	// RemoteSpoolToken, when not empty, is the bearer token spool POSTs must carry.
+	RemoteSpoolToken Secret `yaml:"remote_spool_token" want:"must be a string"`
+	// MaxSourceIPs and MaxServices cap the label values taken from clients (1..1_000_000);
+	// defaults 1000 and 2000.
+	MaxSourceIPs Int `yaml:"max_source_ips" want:"must be an integer from 1 to 1000000"`
+	MaxServices  Int `yaml:"max_services" want:"must be an integer from 1 to 1000000"`
+	// SourceNetworks names client networks for metrics: name -> prefixes.
+	SourceNetworks Networks `yaml:"source_networks" want:"must be a mapping of network names to lists of CIDRs"`
+	// AgentPort is the HAProxy agent-check listener's port; 0 (default) means off.
+	AgentPort Int `yaml:"agent_port" want:"must be a port number from 0 to 65535 (0: off)"`
+}
+
+const (
+	// MaxCheckTimeout is the largest check_timeout; the server's write timeout is derived from
+	// it, so a check still running after a reload can always answer.
+	MaxCheckTimeout = 300 * time.Second
+
+	defaultCacheTime    = 10 * time.Second
+	defaultCheckTimeout = 10 * time.Second
+	maxLabelValues      = 1_000_000
+	maxNetworkNameLen   = 128
+	// maxConfigBytes keeps `-c /dev/zero` or a runaway generated file from eating memory.
+	maxConfigBytes = 4 << 20
+	// otherNetwork is the label overflowing sources fold into, so no source network may take it.
+	otherNetwork = "other"
+	redactedText = "<redacted>"
+)
+
+// Default is the configuration used without a config file; every call returns fresh slices.
+func Default() Config {
+	return Config{
+		CacheTime:         Duration(defaultCacheTime),
+		CheckTimeout:      Duration(defaultCheckTimeout),
+		HTTPHeadersToCopy: HeaderNames{"Host"},
+		LogPath:           "stderr",
+		RemoteSpoolAllowedCIDRs: Prefixes{
+			netip.MustParsePrefix("127.0.0.0/8"),
+			netip.MustParsePrefix("::1/128"),
+		},
+		MaxSourceIPs: 1000,
+		MaxServices:  2000,
+	}
+}
+
+// field is one config key: Config's field at index, named by its yaml tag.
+type field struct {
+	key, want string
+	index     int
+}
+
+// fields are Config's keys in declaration order, read from the struct tags once.
+var fields, fieldByKey = configFields()
+
+func configFields() ([]field, map[string]field) {
+	t := reflect.TypeFor[Config]()
+	var list []field
+	byKey := map[string]field{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key := f.Tag.Get("yaml")
+		if key == "" || key == "-" {
+			continue
+		}
+		fd := field{key: key, want: f.Tag.Get("want"), index: i}
+		list = append(list, fd)
+		byKey[key] = fd
+	}
+	return list, byKey
+}
+
+// Validate reports, in one line, every field that is out of range, naming each by its key.
+func (c Config) Validate() error {
+	if ps := c.problems(); len(ps) > 0 {
+		return joinProblems(ps)
+	}
+	return nil
+}
+
+// problems are the range checks, one or more per key; ParseConfig runs them too, so a file
+// and a Config built in code are judged alike.
+func (c Config) problems() []problem {
+	var ps []problem
+	bad := func(key, got string) {
+		ps = append(ps, problem{top: key, key: key, msg: fieldByKey[key].want + ", got " + got})
+	}
+	item := func(top string, i int, msg string) {
+		ps = append(ps, problem{top: top, key: fmt.Sprintf("%s[%d]", top, i), msg: msg})
+	}
+	if c.CacheTime < 0 {
+		bad("cache_time", fmtSeconds(c.CacheTime))
+	}
+	if c.CheckTimeout <= 0 || time.Duration(c.CheckTimeout) > MaxCheckTimeout {
+		bad("check_timeout", fmtSeconds(c.CheckTimeout))
+	}
+	if c.ServiceNameHeader != "" && !isHTTPHeaderToken(string(c.ServiceNameHeader)) {
+		bad("service_name_header", quoteCut(string(c.ServiceNameHeader)))
+	}
+	seen := map[string]bool{}
+	for i, h := range c.HTTPHeadersToCopy {
+		switch canon := strings.ToLower(h); {
+		case !isHTTPHeaderToken(h):
+			item("http_headers_to_copy", i, wantHeader+", got "+quoteCut(h))
+		case seen[canon]:
+			item("http_headers_to_copy", i, quoteCut(h)+" is listed twice")
+		default:
+			seen[canon] = true
+		}
+	}
+	if c.LogPath == "" || strings.ContainsRune(string(c.LogPath), 0) {
+		bad("log_path", quoteCut(string(c.LogPath)))
+	}
+	if _, err := c.RlimitNofile.limit(); err != nil {
+		bad("rlimit_nofile", quoteCut(string(c.RlimitNofile)))
+	}
+	for i, p := range c.RemoteSpoolAllowedCIDRs {
+		if !p.IsValid() {
+			item("remote_spool_allowed_cidrs", i, wantCIDR+", got an invalid prefix")
+		}
+	}
+	if c.MaxSourceIPs < 1 || c.MaxSourceIPs > maxLabelValues {
+		bad("max_source_ips", strconv.Itoa(int(c.MaxSourceIPs)))
+	}
+	if c.MaxServices < 1 || c.MaxServices > maxLabelValues {
+		bad("max_services", strconv.Itoa(int(c.MaxServices)))
+	}
+	ps = append(ps, c.SourceNetworks.problems()...)
+	if c.AgentPort < 0 || c.AgentPort > 65535 {
+		bad("agent_port", strconv.Itoa(int(c.AgentPort)))
+	}
+	return ps
+}
+
+// problems also refuses one prefix under two names: which name a source got would depend on
+// map order.
+func (n Networks) problems() []problem {
+	const top = "source_networks"
+	var ps []problem
+	names := make([]string, 0, len(n))
+	for name := range n {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	owner := map[netip.Prefix]string{}
+	for _, name := range names {
+		if msg := networkNameProblem(name); msg != "" {
+			ps = append(ps, problem{top: top, key: top, msg: msg})
+			continue
+		}
+		key := top + "." + name
+		if len(n[name]) == 0 {
+			ps = append(ps, problem{top: top, key: key, msg: "must list at least one CIDR"})
+		}
+		for i, p := range n[name] {
+			switch prev, taken := owner[p]; {
+			case !p.IsValid():
+				ps = append(ps, problem{top: top, key: fmt.Sprintf("%s[%d]", key, i), msg: wantCIDR + ", got an invalid prefix"})
+			case taken && prev != name:
+				ps = append(ps, problem{top: top, key: key, msg: fmt.Sprintf("%s is also listed under %q", p, prev)})
+			default:
+				owner[p] = name
+			}
+		}
+	}
+	return ps
+}
+
+func networkNameProblem(name string) string {
+	switch {
+	case name == otherNetwork:
+		return fmt.Sprintf("network name %q is reserved for sources beyond max_source_ips", otherNetwork)
+	case name == "" || len(name) > maxNetworkNameLen || strings.IndexFunc(name, func(r rune) bool { return !isNetworkNameChar(r) }) >= 0:
+		return fmt.Sprintf("network name %s must be 1-%d characters of [A-Za-z0-9_.-]", quoteCut(name), maxNetworkNameLen)
+	}
+	if _, err := netip.ParseAddr(name); err == nil {
+		return fmt.Sprintf("network name %q must not be an IP address (sources outside every network are counted by address)", name)
+	}
+	return ""
+}
+
+func isNetworkNameChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-'
+}
+
+// isHTTPHeaderToken reports whether s is an RFC 9110 token, the only thing net/http sends as a
+// header name.
+func isHTTPHeaderToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// remoteChangesUnguarded reports the one combination worth a warning: anyone in a
+// non-loopback network may mark services down, with no token asked.
+func (c Config) remoteChangesUnguarded() bool {
+	if !c.AllowRemoteSpoolChanges || c.RemoteSpoolToken != "" {
+		return false
+	}
+	for _, p := range c.RemoteSpoolAllowedCIDRs {
+		if !p.Addr().IsLoopback() || (p.Addr().Is4() && p.Bits() < 8) {
+			return true
+		}
+	}
+	return false
+}
+
+// Redacted returns a copy with every Secret that is set replaced by "<redacted>"; slices and the
+// map are shared with c.
+func (c Config) Redacted() Config {
+	v := reflect.ValueOf(&c).Elem()
+	for _, f := range fields {
+		if s, ok := v.Field(f.index).Addr().Interface().(*Secret); ok && *s != "" {
+			*s = redactedText
+		}
+	}
+	return c
+}
+
+// MarshalJSON writes the redacted config as one object keyed by the config keys, in Config's
+// order, durations in seconds: logging a Config (zerolog's Interface, json.Marshal) never shows
+// a secret, and the output is itself a valid config (JSON is YAML).
+func (c Config) MarshalJSON() ([]byte, error) {
+	v := reflect.ValueOf(c.Redacted())
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, f := range fields {
+		value, err := json.Marshal(v.Field(f.index).Interface())
+		if err != nil {
+			return nil, fmt.Errorf("config key %s: %w", f.key, err)
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Quote(f.key))
+		b.WriteByte(':')
+		b.Write(value)
+	}
+	b.WriteByte('}')
+	return []byte(b.String()), nil
+}
+
+// String is the redacted config as one line of JSON.
+func (c Config) String() string {
+	b, err := c.MarshalJSON()
+	if err != nil {
+		return "<config: " + err.Error() + ">"
+	}
+	// Undo json's HTML escaping: this is read by people, and "\u003credacted\u003e" is noise.
+	return strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&").Replace(string(b))
+}
+
+// GoString keeps %#v, which would otherwise print every field, from showing secrets.
+func (c Config) GoString() string { return "config.Config" + c.String() }
+
+func fmtSeconds(d Duration) string {
+	return strconv.FormatFloat(time.Duration(d).Seconds(), 'f', -1, 64)
+}

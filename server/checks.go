@@ -1,0 +1,133 @@
+package server
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hacheck/hacheck/check"
+	"github.com/hacheck/hacheck/metrics"
+	"github.com/hacheck/hacheck/spool"
+)
+
+func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, rest string) {
+	start := time.Now()
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		allow := "GET, HEAD"
+		if protocol == "spool" && strings.HasSuffix(r.URL.Path, "/status") {
+			allow = "GET, HEAD, POST" // POST /spool/<service>/<port>/status changes the spool
+		}
+		w.Header().Set("Allow", allow)
+		http.Error(w, "method not allowed: checks are GET", http.StatusMethodNotAllowed)
+		return
+	}
+	service, rest, _ := strings.Cut(rest, "/")
+	port, query, _ := strings.Cut(rest, "/")
+	answer := s.pipeline.Answer(check.Request{
+		Protocol: protocol,
+		Service:  service,
+		Port:     port,
+		Query:    query,
+		RawQuery: r.URL.RawQuery,
+		Host:     r.Host,
+		Header:   r.Header,
+		NoCache:  isNoCache(r.Header["Pragma"]),
+		Start:    start,
+	})
+	// Bodies come from upstream services too, and an HTML page (say an error page echoing the
+	// path) must not be served as HTML on hacheck's port. net/http's sniffing labels every
+	// other body text/plain already, and touching the header map costs a copy of it per
+	// response, so the label is set only for the bodies that need it (and for HEAD).
+	if answer.NeedsContentType || r.Method == http.MethodHead {
+		h := w.Header()
+		h["Content-Type"] = textPlain
+		h["X-Content-Type-Options"] = noSniff
+		if r.Method == http.MethodHead {
+			// What GET would send: net/http cannot know it without the body.
+			h["Content-Length"] = []string{strconv.Itoa(len(answer.Body))}
+		}
+	}
+	w.WriteHeader(answer.Code)
+	if r.Method != http.MethodHead {
+		io.WriteString(w, answer.Body)
+	}
+	source := remoteAddr(r)
+	// time.Since reads only the monotonic clock; the end for /recent is derived from it.
+	elapsed := time.Since(start)
+	labels := metrics.RequestLabels{Service: answer.Service}
+	if !s.uninstrumented {
+		labels = s.metrics.ObserveAnswer(answer, source, elapsed)
+	}
+	if answer.Service != "" {
+		s.metrics.Seen(labels, answer.Code, source, start.Add(elapsed))
+	}
+	if answer.Changed {
+		s.logTransition(answer)
+	}
+	if answer.UnreadableMark != nil {
+		s.warnUnreadable(answer.UnreadableMark)
+	}
+	if s.verbose {
+		s.logger().Debug().Str("protocol", protocol).Str("service", service).Int("port", answer.Port).
+			Int("code", answer.Code).Str("result", string(answer.Outcome)).Str("cache", string(answer.Cache)).
+			Str("remote", r.RemoteAddr).Dur("elapsed", elapsed).Msg("check")
+	}
+}
+
+func isNoCache(pragma []string) bool {
+	for _, v := range pragma {
+		if strings.EqualFold(strings.TrimSpace(v), "no-cache") {
+			return true
+		}
+	}
+	return false
+}
+
+// Shared, never modified: net/http only reads header values.
+var (
+	textPlain = []string{"text/plain; charset=utf-8"}
+	noSniff   = []string{"nosniff"}
+)
+
+// maxWarnedMarks bounds the memory of which unreadable marks were already logged.
+const maxWarnedMarks = 1000
+
+// warnUnreadable logs, once per mark and error, that a mark counts as down only because it
+// cannot be read or parsed (fail closed). /status and hacheck_spool_marks_unreadable keep
+// saying it for as long as it lasts.
+func (s *Server) warnUnreadable(m *spool.Mark) {
+	key := m.Name() + "\x00" + m.Err.Error()
+	if _, seen := s.warnedMarks.Load(key); seen || s.warnedCount.Load() >= maxWarnedMarks {
+		return
+	}
+	if _, loaded := s.warnedMarks.LoadOrStore(key, struct{}{}); loaded {
+		return
+	}
+	s.warnedCount.Add(1)
+	s.logger().Warn().Str("mark", m.Name()).Err(m.Err).Msg("unreadable mark counts as down")
+}
+
+// logTransition says, once per change, that a check turned healthy or unhealthy: at info, not
+// per check.
+func (s *Server) logTransition(a check.Answer) {
+	state := "UP"
+	if a.Code < 200 || a.Code >= 300 {
+		state = "DOWN"
+	}
+	s.logger().Info().Str("service", a.Service).Int("port", a.Port).Str("protocol", a.Protocol).
+		Int("code", a.Code).Str("result", string(a.Outcome)).Str("body", truncateRunes(a.Body, 200)).
+		Msgf("%s is %s", a.Service, state)
+}
+
+func truncateRunes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
+}

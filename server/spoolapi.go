@@ -1,0 +1,129 @@
+package server
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hacheck/hacheck/check"
+	"github.com/hacheck/hacheck/spool"
+)
+
+// handleSpoolChange is POST /spool/<service>/<port>/status: the remote equivalent of
+// hadown/haup, off unless allow_remote_spool_changes, and then only from the allowed networks
+// and with the bearer token when one is configured.
+func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
+	cfg := s.cfg.Load()
+	source := remoteAddr(r)
+	log := s.logger().With().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Logger()
+	if !cfg.AllowRemoteSpoolChanges {
+		http.Error(w, "remote spool changes are disabled (allow_remote_spool_changes)", http.StatusForbidden)
+		return
+	}
+	if !addrIn(source, cfg.RemoteSpoolAllowedCIDRs) {
+		log.Warn().Msg("remote spool change refused: source not in remote_spool_allowed_cidrs")
+		http.Error(w, "source address not allowed to change the spool", http.StatusForbidden)
+		return
+	}
+	if cfg.RemoteSpoolToken != "" {
+		auth := r.Header.Get("Authorization")
+		token, ok := strings.CutPrefix(auth, "Bearer ")
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="hacheck"`)
+			http.Error(w, "a bearer token is required", http.StatusUnauthorized)
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(token), []byte(cfg.RemoteSpoolToken)) != 1 {
+			log.Warn().Msg("remote spool change refused: wrong token")
+			http.Error(w, "wrong token", http.StatusForbidden)
+			return
+		}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form: "+oneLine(err.Error()), http.StatusBadRequest)
+		return
+	}
+	service := r.PathValue("service")
+	port, err := check.ParsePort(r.PathValue("port"), false)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var change func() (any, error)
+	switch status := r.PostForm.Get("status"); status {
+	case "up":
+		change = func() (any, error) {
+			removed, err := s.store.Up(service, port)
+			return map[string]any{"service": service, "port": port, "status": "up", "removed": removed}, err
+		}
+	case "down":
+		expiration, err1 := formTime(r.PostForm.Get("expiration"))
+		creation, err2 := formTime(r.PostForm.Get("creation"))
+		if err := errors.Join(err1, err2); err != nil {
+			http.Error(w, oneLine(err.Error()), http.StatusBadRequest)
+			return
+		}
+		reason := r.PostForm.Get("reason")
+		change = func() (any, error) {
+			m, err := s.store.DownSince(service, port, reason, expiration, creation)
+			return map[string]any{"service": service, "port": port, "status": "down", "reason": m.Reason,
+				"creation": m.Creation.Unix(), "expiration": unixOrNil(m.Expiration)}, err
+		}
+	default:
+		http.Error(w, fmt.Sprintf("status must be up or down, got %q", status), http.StatusBadRequest)
+		return
+	}
+	result, err := change()
+	if err != nil {
+		code := http.StatusBadRequest
+		var access *spool.AccessError
+		if errors.As(err, &access) {
+			code = http.StatusInternalServerError
+		}
+		log.Warn().Err(err).Msg("remote spool change failed")
+		http.Error(w, oneLine(err.Error()), code)
+		return
+	}
+	log.Info().Str("service", service).Int("port", port).Str("status", r.PostForm.Get("status")).
+		Str("reason", r.PostForm.Get("reason")).Bool("token", cfg.RemoteSpoolToken != "").Msg("remote spool change")
+	writeJSON(w, http.StatusOK, result)
+}
+
+func formTime(text string) (time.Time, error) {
+	if text == "" || text == "null" {
+		return time.Time{}, nil
+	}
+	sec, err := strconv.ParseFloat(text, 64)
+	if err != nil || sec <= 0 || sec > 1<<40 {
+		return time.Time{}, fmt.Errorf("%q is not a unix time", text)
+	}
+	return time.Unix(0, int64(sec*1e9)), nil
+}
+
+func unixOrNil(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.Unix()
+}
+
+// addrIn ignores addr's zone: a link-local client arrives zoned (fe80::1%eth0), prefixes have
+// no zones, and Prefix.Contains is false for every zoned address. An IPv4 client on an IPv6
+// socket is matched as IPv4.
+func addrIn(addr netip.Addr, prefixes []netip.Prefix) bool {
+	addr = addr.Unmap().WithZone("")
+	for _, p := range prefixes {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

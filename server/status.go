@@ -1,0 +1,87 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hacheck/hacheck/metrics"
+)
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+type unreadableMark struct {
+	Mark  string `json:"mark"`
+	Error string `json:"error"`
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	marks, err := s.store.List()
+	status := map[string]any{
+		"cache":      s.pipeline.Cache().Stats(),
+		"uptime":     time.Since(s.started).Seconds(),
+		"version":    s.version,
+		"spool_root": s.store.Root(),
+		// false means the inotify watch is gone (root removed or moved): checks read the
+		// mark files directly, which is correct but slower.
+		"spool_watched": s.store.Watching(),
+	}
+	unreadable := []unreadableMark{}
+	for _, m := range marks {
+		if m.Err != nil {
+			unreadable = append(unreadable, unreadableMark{m.Name(), m.Err.Error()})
+		}
+	}
+	status["marks"] = len(marks)
+	status["unreadable_marks"] = unreadable
+	if err != nil {
+		status["spool_error"] = err.Error()
+	}
+	writeJSON(w, http.StatusOK, status)
+}
+
+func (s *Server) handleStatusCount(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"service_access_counts": s.metrics.SourceCounts()})
+}
+
+// maxRecentThreshold keeps threshold arithmetic far from overflow: ten years.
+const maxRecentThreshold = 10 * 365 * 24 * 3600
+
+func (s *Server) handleRecent(w http.ResponseWriter, r *http.Request) {
+	threshold := 600
+	if text := r.URL.Query().Get("threshold"); text != "" {
+		n, err := strconv.Atoi(text)
+		if err != nil || n < 0 || n > maxRecentThreshold {
+			http.Error(w, fmt.Sprintf("threshold must be a whole number of seconds up to %d, got %q", maxRecentThreshold, text), http.StatusBadRequest)
+			return
+		}
+		threshold = n
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"seen_services":     recentPairs(s.metrics.Recent(time.Now().Add(-time.Duration(threshold) * time.Second))),
+		"threshold_seconds": threshold,
+	})
+}
+
+// recentPairs is /recent's [name, entry] pairs, the shape the Python hacheck's /recent had.
+func recentPairs(services []metrics.RecentService) [][2]any {
+	out := make([][2]any, len(services))
+	for i, svc := range services {
+		out[i] = [2]any{svc.Service, seenEntry{svc.Code, svc.RemoteIP, float64(svc.Time.Unix())}}
+	}
+	return out
+}
+
+type seenEntry struct {
+	Code     int     `json:"code"`
+	RemoteIP string  `json:"remote_ip"`
+	TS       float64 `json:"ts"`
+}
