@@ -96,6 +96,7 @@ type Metrics struct {
 	overflowSource  prometheus.Counter
 	reloadOK        prometheus.Gauge
 	reloadTime      prometheus.Gauge
+	spoolChanges    *prometheus.CounterVec // hacheck_spool_changes_total (changes.go)
 
 	// Handle caches, keyed by bounded label values only, so they are as bounded as the series.
 	requestCells    readMostly[requestKey, *requestCell]    // hacheck_requests_total, exported by requestCounters
@@ -194,6 +195,7 @@ func New(store *spool.Store, version string, opts Options) *Metrics {
 		m.inFlight, m.overflow, m.reloadOK, m.reloadTime, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.spoolChanges = newSpoolChanges(m.reg)
 	if store != nil {
 		m.reg.MustRegister(newSpoolCollector(store))
 	}

@@ -67,7 +67,17 @@ func Run(ctx context.Context, opts RunOptions, stderr io.Writer) error {
 	} else {
 		defer store.Close()
 	}
-	srv := New(cfg, Options{Store: store, Version: opts.Version, Logger: logger, Verbose: opts.Verbose})
+	changes, err := store.WatchChanges()
+	if err != nil {
+		logger.Warn().Err(err).Msg("changes of the spool by other writers are not audited")
+		changes = nil
+	} else {
+		defer changes.Close()
+	}
+	srv := New(cfg, Options{Store: store, Changes: changes, Version: opts.Version, Logger: logger, Verbose: opts.Verbose})
+	if changes != nil {
+		go srv.followChanges(ctx, changes)
+	}
 	warnUnreadableMarks(store, logger)
 
 	listeners, err := Listen(opts.BindAddress, opts.Ports)

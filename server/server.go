@@ -35,6 +35,7 @@ type Server struct {
 	pipeline    *check.Pipeline
 	metrics     *metrics.Metrics
 	store       *spool.Store
+	changes     *spool.ChangeWatcher // nil: changes by other writers are not audited
 	version     string
 	started     time.Time
 	log         atomic.Pointer[zerolog.Logger]
@@ -65,7 +66,10 @@ var defaultTimeouts = timeouts{
 
 // Options are what New needs besides the configuration.
 type Options struct {
-	Store   *spool.Store
+	Store *spool.Store
+	// Changes, when set, is the spool's change watcher; the server's own changes go through it
+	// (see ownChange).
+	Changes *spool.ChangeWatcher
 	Version string
 	Logger  zerolog.Logger
 	Verbose bool // log one line per request
@@ -76,6 +80,7 @@ type Options struct {
 func New(cfg config.Config, opts Options) *Server {
 	s := &Server{
 		store:    opts.Store,
+		changes:  opts.Changes,
 		version:  opts.Version,
 		started:  time.Now(),
 		verbose:  opts.Verbose,

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hacheck/hacheck/audit"
 	"github.com/hacheck/hacheck/check"
 	"github.com/hacheck/hacheck/spool"
 )
@@ -56,10 +57,16 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var change func() (any, error)
+	// What the change did, for the audit: the mark written, or whether one was removed.
+	var (
+		written *spool.Mark
+		removed bool
+	)
 	switch status := r.PostForm.Get("status"); status {
 	case "up":
 		change = func() (any, error) {
-			removed, err := s.store.Up(service, port)
+			var err error
+			removed, err = s.store.Up(service, port)
 			return map[string]any{"service": service, "port": port, "status": "up", "removed": removed}, err
 		}
 	case "down":
@@ -72,6 +79,7 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 		reason := r.PostForm.Get("reason")
 		change = func() (any, error) {
 			m, err := s.store.DownSince(service, port, reason, expiration, creation)
+			written = &m
 			return map[string]any{"service": service, "port": port, "status": "down", "reason": m.Reason,
 				"creation": m.Creation.Unix(), "expiration": unixOrNil(m.Expiration)}, err
 		}
@@ -79,7 +87,11 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("status must be up or down, got %q", status), http.StatusBadRequest)
 		return
 	}
-	result, err := change()
+	var result any
+	err = s.ownChange(service, port, func() (err error) {
+		result, err = change()
+		return err
+	})
 	if err != nil {
 		code := http.StatusBadRequest
 		var access *spool.AccessError
@@ -90,8 +102,16 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, oneLine(err.Error()), code)
 		return
 	}
-	log.Info().Str("service", service).Int("port", port).Str("status", r.PostForm.Get("status")).
-		Str("reason", r.PostForm.Get("reason")).Bool("token", cfg.RemoteSpoolToken != "").Msg("remote spool change")
+	if written != nil || removed {
+		// Who: the client's address, and whether it presented the configured token (every
+		// request that got here did, when one is configured).
+		tokenMatched := cfg.RemoteSpoolToken != ""
+		ch := audit.Change{Action: audit.ActionUp, Service: service, Port: port, Remote: r.RemoteAddr, Token: &tokenMatched}
+		if written != nil {
+			ch.Action, ch.Reason, ch.Expiration = audit.ActionOf(*written), written.Reason, written.Expiration
+		}
+		s.auditHTTP(ch)
+	}
 	writeJSON(w, http.StatusOK, result)
 }
 

@@ -1,0 +1,112 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hacheck/hacheck/config"
+)
+
+// auditLines are the "spool change" lines logged so far, decoded.
+func auditLines(t *testing.T, logs *lockedBuffer) []map[string]any {
+	t.Helper()
+	logs.mu.Lock()
+	text := logs.buf.String()
+	logs.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "spool change" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestAuditEverySpoolChange: a change through the HTTP API is logged once, as origin http with
+// the client's address, and a file changed by another writer once, as origin watch with the
+// file's owner; both are counted by action and origin.
+func TestAuditEverySpoolChange(t *testing.T) {
+	var logs lockedBuffer
+	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true }, func(s *Server) {
+		cw, err := s.store.WatchChanges()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.changes = cw
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { s.followChanges(ctx, cw); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+	})
+	ts.SetLogger(zerolog.New(&logs))
+
+	resp, err := http.PostForm(ts.base+"/spool/web/8080/status", url.Values{"status": {"down"}, "reason": {"deploy"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST down: %s", resp.Status)
+	}
+	// Another writer: an old tool writing plain text, then removing it.
+	if err := os.WriteFile(filepath.Join(ts.store.Root(), "api"), []byte("by hand"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitAudit := func(n int) []map[string]any {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			lines := auditLines(t, &logs)
+			if len(lines) >= n || time.Now().After(deadline) {
+				return lines
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	lines := waitAudit(2)
+	if err := os.Remove(filepath.Join(ts.store.Root(), "api")); err != nil {
+		t.Fatal(err)
+	}
+	lines = waitAudit(3)
+
+	want := []map[string]any{
+		{"action": "down", "service": "web", "port": 8080.0, "reason": "deploy", "origin": "http", "token": false, "expiration": nil},
+		{"action": "down", "service": "api", "port": 0.0, "reason": "by hand", "origin": "watch", "uid": float64(os.Getuid())},
+		{"action": "up", "service": "api", "port": 0.0, "origin": "watch"},
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("%d audit lines, want %d (the HTTP change must not come back through the watch):\n%v", len(lines), len(want), lines)
+	}
+	for i, w := range want {
+		for k, v := range w {
+			if got, ok := lines[i][k]; !ok || got != v {
+				t.Errorf("audit line %d: %s = %v, want %v\n%v", i, k, got, v, lines[i])
+			}
+		}
+	}
+	if remote, _ := lines[0]["remote"].(string); !strings.HasPrefix(remote, "127.0.0.1:") {
+		t.Errorf("the HTTP change's remote = %q, want the client's address", remote)
+	}
+
+	_, metrics, _ := ts.get(t, "/metrics")
+	for _, series := range []string{
+		`hacheck_spool_changes_total{action="down",origin="http"} 1`,
+		`hacheck_spool_changes_total{action="down",origin="watch"} 1`,
+		`hacheck_spool_changes_total{action="up",origin="watch"} 1`,
+		`hacheck_spool_changes_total{action="up",origin="http"} 0`,
+	} {
+		if !strings.Contains(metrics, series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package spool
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// changeEvent is what the tests compare: which mark, what it became.
+type changeEvent struct {
+	name   string
+	before string // reason before; "" = no mark
+	after  string // reason after; "" = removed
+}
+
+func TestChangeWatcherReportsOtherWriters(t *testing.T) {
+	root := t.TempDir()
+	s := New(root)
+	if _, err := s.Down("old", 0, "there before", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	cw, err := s.WatchChanges()
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan Change, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cw.Run(ctx, func(c Change) { events <- c }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run after cancel: %v", err)
+		}
+	})
+
+	next := func(t *testing.T) changeEvent {
+		t.Helper()
+		select {
+		case c := <-events:
+			ev := changeEvent{name: FileName(c.Service, c.Port)}
+			if c.Old != nil {
+				ev.before = c.Old.Reason
+			}
+			if c.New != nil {
+				ev.after = c.New.Reason
+				if c.Owner != os.Getuid() {
+					t.Errorf("owner of %s = %d, want %d", ev.name, c.Owner, os.Getuid())
+				}
+			}
+			return ev
+		case <-time.After(10 * time.Second):
+			t.Fatal("no change reported within 10s")
+			return changeEvent{}
+		}
+	}
+	steps := []struct {
+		name string
+		do   func() error
+		want changeEvent
+	}{
+		{"a new mark", func() error { _, err := s.Down("web", 8080, "disk", time.Time{}); return err }, changeEvent{"web:8080", "", "disk"}},
+		{"a rewrite", func() error { _, err := s.Down("web", 8080, "disk swap", time.Time{}); return err }, changeEvent{"web:8080", "disk", "disk swap"}},
+		{"a plain-text file from an old tool", func() error {
+			return os.WriteFile(filepath.Join(root, "legacy"), []byte("by hand\n"), 0o644)
+		}, changeEvent{"legacy", "", "by hand"}},
+		{"a removal", func() error { _, err := s.Up("old", 0); return err }, changeEvent{"old", "there before", ""}},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if err := st.do(); err != nil {
+				t.Fatal(err)
+			}
+			if got := next(t); got != st.want {
+				t.Fatalf("change = %+v, want %+v", got, st.want)
+			}
+		})
+	}
+
+	t.Run("own changes are not reported", func(t *testing.T) {
+		if err := cw.Own("mine", 0, func() error { _, err := s.Down("mine", 0, "by the server", time.Time{}); return err }); err != nil {
+			t.Fatal(err)
+		}
+		// Another writer's change after it: the first one reported must be that one.
+		if _, err := s.Up("legacy", 0); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := next(t), (changeEvent{"legacy", "by hand", ""}); got != want {
+			t.Fatalf("change = %+v, want %+v (the own change must not be reported)", got, want)
+		}
+	})
+}
+
+func TestChangeWatcherRootRemoved(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "spool")
+	if err := os.Mkdir(root, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	cw, err := New(root).WatchChanges()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cw.Close()
+	done := make(chan error, 1)
+	go func() { done <- cw.Run(context.Background(), func(Change) {}) }()
+	if err := os.Remove(root); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Run returned nil after the root was removed, want an error saying so")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of the root's removal")
+	}
+}
+
+func TestChangeWatcherNeedsRoot(t *testing.T) {
+	if _, err := New(filepath.Join(t.TempDir(), "missing")).WatchChanges(); err == nil {
+		t.Fatal("WatchChanges on a missing root succeeded")
+	}
+}
