@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hacheck/hacheck/audit"
+	"github.com/hacheck/hacheck/lbwait"
 	"github.com/hacheck/hacheck/spool"
 )
 
@@ -19,6 +21,7 @@ import (
 
 type upCmd struct {
 	spoolFlags
+	lbFlags
 	ServicePort int      `short:"P" name:"service-port" default:"0" help:"Remove only the mark of this instance (port); 0 means the whole service."`
 	JSON        bool     `name:"json" help:"Print what was done as JSON."`
 	Services    []string `arg:"" name:"service" help:"Service names; 'all' is the host-wide mark."`
@@ -40,16 +43,28 @@ func (c *upCmd) Run(e *env) error {
 		if err != nil {
 			return err
 		}
+		if removed {
+			logChange(e, audit.Change{Action: audit.ActionUp, Service: svc, Port: c.ServicePort})
+		}
 		results = append(results, result{svc, c.ServicePort, removed})
 	}
+	written := time.Now()
 	if c.JSON {
-		return json.NewEncoder(e.stdout).Encode(results)
+		if err := json.NewEncoder(e.stdout).Encode(results); err != nil {
+			return err
+		}
+	}
+	if c.Wait {
+		return waitFor(e, c.lbFlags, c.Services, c.ServicePort, lbwait.Up, false, written)
 	}
 	return nil
 }
 
 type downCmd struct {
 	spoolFlags
+	lbFlags
+	Sessions       bool          `help:"With --wait, also wait until the load balancers report no current sessions on the server."`
+	Force          bool          `help:"Skip the disruption guard: mark down even if a load balancer would lose its last usable server."`
 	ServicePort    int           `short:"P" name:"service-port" default:"0" help:"Mark only this instance (port) down; 0 means the whole service."`
 	Reason         string        `short:"r" help:"Why the service is down; shown to HAProxy and in /metrics. Default: the user running the command."`
 	Expiration     *int64        `short:"e" xor:"expiry" help:"Unix time at which the mark stops counting."`
@@ -86,6 +101,11 @@ func (c *downCmd) Run(e *env) error {
 			return err
 		}
 	}
+	if !c.Force {
+		if err := guard(e, c.lbFlags, c.Services, c.ServicePort); err != nil {
+			return err
+		}
+	}
 	store := c.store(e)
 	var written []markJSON
 	for _, svc := range c.Services {
@@ -93,10 +113,17 @@ func (c *downCmd) Run(e *env) error {
 		if err != nil {
 			return err
 		}
+		logChange(e, audit.Change{Action: audit.ActionOf(m), Service: svc, Port: c.ServicePort, Reason: m.Reason, Expiration: m.Expiration, Force: c.Force})
 		written = append(written, toMarkJSON(m, now))
 	}
+	writtenAt := time.Now()
 	if c.JSON {
-		return json.NewEncoder(e.stdout).Encode(written)
+		if err := json.NewEncoder(e.stdout).Encode(written); err != nil {
+			return err
+		}
+	}
+	if c.Wait {
+		return waitFor(e, c.lbFlags, c.Services, c.ServicePort, lbwait.Down, c.Sessions, writtenAt)
 	}
 	return nil
 }

@@ -143,6 +143,16 @@ func run(argv0 string, args []string, e *env) int {
 	case errors.Is(err, errDown):
 		return exitDown
 	}
+	var timedOut *waitTimeoutError
+	var refused *refusedError
+	switch {
+	case errors.As(err, &timedOut):
+		fmt.Fprintf(e.stderr, "%s: %s\n", name, oneLine(err.Error()))
+		return exitTimeout
+	case errors.As(err, &refused):
+		fmt.Fprintf(e.stderr, "%s: %s\n", name, oneLine(err.Error()))
+		return exitRefused
+	}
 	fmt.Fprintf(e.stderr, "%s: %s\n", name, oneLine(err.Error()))
 	var usage usageError
 	var access *spool.AccessError

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hacheck/hacheck/audit"
+	"github.com/hacheck/hacheck/lbwait"
+)
+
+// Exit codes of the safe-maintenance options, documented in the README.
+const (
+	exitTimeout = 3 // --wait: not every load balancer reported the new state in time
+	exitRefused = 4 // the disruption guard refused; nothing was written
+)
+
+// lbFlags reach the running server for what the load balancers see of a service.
+type lbFlags struct {
+	Port    int           `short:"p" default:"3333" help:"Port of the running hacheck server, asked what the load balancers see."`
+	Wait    bool          `help:"After writing, wait until every load balancer that checks the service reports the new state."`
+	Timeout time.Duration `default:"60s" help:"How long --wait waits (exit 3 when it runs out)."`
+}
+
+// waitTimeoutError: --wait ran out of time; exit 3.
+type waitTimeoutError struct{ msg string }
+
+func (e *waitTimeoutError) Error() string { return e.msg }
+
+// refusedError: the disruption guard refused the change; exit 4.
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string { return e.msg }
+
+// unreachableError: the running server could not be asked.
+type unreachableError struct {
+	port int
+	err  error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("no hacheck server answers on port %d (%v)", e.port, e.err)
+}
+
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// lbRequestTimeout bounds one question to the server; it answers from memory.
+const lbRequestTimeout = 2 * time.Second
+
+// fetchLB asks the running server what the load balancers reported about service (and only the
+// instance port, when not 0).
+func fetchLB(ctx context.Context, serverPort int, service string, port int) (lbwait.Snapshot, error) {
+	u := url.URL{Scheme: "http", Host: "localhost:" + strconv.Itoa(serverPort), Path: "/lb/" + service}
+	if port != 0 {
+		u.RawQuery = "port=" + strconv.Itoa(port)
+	}
+	ctx, cancel := context.WithTimeout(ctx, lbRequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return lbwait.Snapshot{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return lbwait.Snapshot{}, ctx.Err()
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return lbwait.Snapshot{}, &unreachableError{serverPort, err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return lbwait.Snapshot{}, fmt.Errorf("read %s: %w", u.String(), err)
+	}
+	if resp.StatusCode == http.StatusNotFound && !json.Valid(body) {
+		return lbwait.Snapshot{}, &unreachableError{serverPort, fmt.Errorf("GET %s: %s: not a hacheck that knows /lb", u.Path, resp.Status)}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return lbwait.Snapshot{}, fmt.Errorf("GET %s: %s: %s", u.String(), resp.Status, oneLine(string(body)))
+	}
+	var s lbwait.Snapshot
+	if err := json.Unmarshal(body, &s); err != nil {
+		return lbwait.Snapshot{}, fmt.Errorf("decode %s: %w", u.String(), err)
+	}
+	return s, nil
+}
+
+// guard asks the running server, for every service about to be marked down or drained, whether
+// a load balancer would lose its last usable server (or go below min_remaining_weight). With no
+// server to ask it warns and lets the change go ahead: no server also means no load balancer
+// is getting a passing check from this host, so there is nothing the mark could disrupt.
+// The host-wide mark "all" is not guarded: taking the whole host out is meant as it is said.
+func guard(e *env, f lbFlags, services []string, port int) error {
+	for _, svc := range services {
+		if svc == "all" {
+			continue
+		}
+		snap, err := fetchLB(context.Background(), f.Port, svc, port)
+		var unreachable *unreachableError
+		if errors.As(err, &unreachable) {
+			fmt.Fprintf(e.stderr, "warning: disruption guard skipped: %v\n", err)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("disruption guard: %w (--force skips it)", err)
+		}
+		var lines []lbwait.Server
+		for _, s := range snap.Servers {
+			if port == 0 || s.Port == port {
+				lines = append(lines, s)
+			}
+		}
+		if err := lbwait.Guard(lines, snap.MinRemainingWeight); err != nil {
+			return &refusedError{fmt.Sprintf("refusing to take %s down: %v; nothing written (--force overrides)", target(svc, port), err)}
+		}
+	}
+	return nil
+}
+
+// waitFor waits, after the marks were written at the time given, until every load balancer that
+// checks each service reported the new state, or f.Timeout passes.
+func waitFor(e *env, f lbFlags, services []string, port int, tgt lbwait.Target, sessions bool, at time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), f.Timeout)
+	defer cancel()
+	start := time.Now()
+	var pending []string
+	for _, svc := range services {
+		c := lbwait.Change{Service: svc, Port: port, Target: tgt, At: at, Sessions: sessions}
+		p, err := lbwait.Wait(ctx, c, waitInterval, func(ctx context.Context) (lbwait.Snapshot, error) {
+			return fetchLB(ctx, f.Port, svc, port)
+		})
+		var unreachable *unreachableError
+		switch {
+		case errors.As(err, &unreachable):
+			return usageErrorf("marks written, but cannot --wait: %v", err)
+		case errors.Is(err, context.DeadlineExceeded):
+			if len(p.Pending) == 0 {
+				p.Pending = []string{"no answer from the server"}
+			}
+			for _, what := range p.Pending {
+				if len(services) > 1 {
+					what = target(svc, port) + ": " + what
+				}
+				pending = append(pending, what)
+			}
+			continue
+		case err != nil:
+			return fmt.Errorf("marks written, but cannot --wait: %w", err)
+		}
+		what := tgt.String()
+		if sessions && tgt != lbwait.Up {
+			what += " with no sessions"
+		}
+		if p.Nobody {
+			fmt.Fprintf(e.stderr, "no load balancer checked %s recently; nothing to wait for\n", target(svc, port))
+		} else {
+			fmt.Fprintf(e.stderr, "%s: %s on %d server line(s) and %d agent(s) after %s\n",
+				target(svc, port), what, p.Lines, p.Agents, time.Since(start).Round(time.Millisecond))
+		}
+	}
+	if len(pending) > 0 {
+		return &waitTimeoutError{fmt.Sprintf("timed out after %s: not %s on: %s", f.Timeout, tgt, strings.Join(pending, "; "))}
+	}
+	return nil
+}
+
+// waitInterval is how often --wait asks the server; HAProxy's checks come every few hundred
+// milliseconds at the shortest.
+const waitInterval = 50 * time.Millisecond
+
+func target(service string, port int) string {
+	if port == 0 {
+		return service
+	}
+	return service + ":" + strconv.Itoa(port)
+}
+
+// logChange writes the audit line of one change made by this command to standard error: the
+// real uid (who ran it, under sudo too) and $SUDO_USER (who asked sudo). The server logs the
+// same change again when its watch sees the file change, with the file's owner.
+func logChange(e *env, ch audit.Change) {
+	ch.Origin = audit.OriginCLI
+	uid := os.Getuid()
+	ch.UID = &uid
+	ch.SudoUser = e.getenv("SUDO_USER")
+	var w io.Writer = e.stderr
+	if f, ok := e.stderr.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			w = zerolog.ConsoleWriter{Out: f, TimeFormat: time.DateTime}
+		}
+	}
+	l := zerolog.New(w).With().Timestamp().Logger()
+	audit.Log(&l, ch)
+}

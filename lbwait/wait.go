@@ -1,0 +1,276 @@
+// Package lbwait decides when every load balancer that checks a service has seen a change of
+// its spool mark. It judges only from what the load balancers report themselves (GET
+// /lb/<service>): the state word of HAProxy's send-state header on every health check, and
+// the agent-check replies they fetched. The CLI's --wait and the server's POST wait= share it.
+package lbwait
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Target is the state a change asks of the load balancers.
+type Target int
+
+const (
+	// Down: a down mark; health checks answer 503, agents "maint".
+	Down Target = iota
+	// Drain: a drain mark; health checks answer 404 (NOLB with disable-on-404), agents "drain".
+	Drain
+	// Up: no mark; health checks pass, agents "ready".
+	Up
+)
+
+func (t Target) String() string {
+	switch t {
+	case Down:
+		return "DOWN"
+	case Drain:
+		return "NOLB"
+	default:
+		return "UP"
+	}
+}
+
+// Change is a spool change to wait for.
+type Change struct {
+	Service string
+	Port    int // 0: the whole service, every port
+	Target  Target
+	// At is when the mark was written (or removed): only reports made after it count.
+	At time.Time
+	// Sessions also waits, for Down and Drain, until the server lines report no current
+	// sessions.
+	Sessions bool
+}
+
+// Progress is how far the load balancers are.
+type Progress struct {
+	// Done: every server line and agent waited on reported the new state after the change.
+	Done bool
+	// Nobody: no load balancer checked the service within the window; Done is then true.
+	Nobody bool
+	// Lines and Agents count what is waited on.
+	Lines, Agents int
+	// Pending names each server line or agent not there yet, e.g.
+	// `lb2 be_web/app1 (UP 1/2, 0.2s ago)`, sorted.
+	Pending []string
+}
+
+type lineKey struct {
+	node, source, server string
+	port                 int
+}
+
+type agentKey struct {
+	source string
+	port   int
+}
+
+// Waiter follows one change over successive snapshots. The set it waits on is every server
+// line and agent that appeared in any snapshot since the first: one that stops reporting
+// (its load balancer stopped, or lost its way to this host) stays pending rather than
+// dropping out of the window and counting as done.
+type Waiter struct {
+	change Change
+	at     float64
+	lines  map[lineKey]Server
+	agents map[agentKey]Agent
+	seen   bool // Update was called
+}
+
+// New starts waiting for c.
+func New(c Change) *Waiter {
+	return &Waiter{
+		change: c,
+		at:     float64(c.At.UnixNano()) / 1e9,
+		lines:  map[lineKey]Server{},
+		agents: map[agentKey]Agent{},
+	}
+}
+
+// Update takes the latest snapshot of the service and says how far the change got.
+func (w *Waiter) Update(s Snapshot) Progress {
+	first := !w.seen
+	w.seen = true
+	for _, srv := range s.Servers {
+		if !w.concerns(srv.Port) {
+			continue
+		}
+		k := lineKey{srv.Node, srv.Source, srv.Server, srv.Port}
+		if old, ok := w.lines[k]; !ok || srv.LastSeen >= old.LastSeen {
+			w.lines[k] = srv
+		}
+	}
+	for _, a := range s.Agents {
+		if !w.concerns(a.Port) {
+			continue
+		}
+		k := agentKey{a.Source, a.Port}
+		if old, ok := w.agents[k]; !ok || a.LastSeen >= old.LastSeen {
+			w.agents[k] = a
+		}
+	}
+	p := Progress{Lines: len(w.lines), Agents: len(w.agents)}
+	if first && len(w.lines) == 0 && len(w.agents) == 0 {
+		p.Done, p.Nobody = true, true
+		return p
+	}
+	now := s.Now
+	for _, srv := range w.lines {
+		if !w.lineDone(srv) {
+			p.Pending = append(p.Pending, fmt.Sprintf("%s %s (%s)", lbName(srv.Node, srv.Source), srv.Server, w.lineSaid(srv, now)))
+		}
+	}
+	for _, a := range w.agents {
+		if !w.agentDone(a) {
+			p.Pending = append(p.Pending, fmt.Sprintf("agent check from %s for %s (%s)", a.Source, target(w.change.Service, a.Port), w.agentSaid(a, now)))
+		}
+	}
+	slices.Sort(p.Pending)
+	p.Done = len(p.Pending) == 0
+	return p
+}
+
+// concerns: a whole-service change reaches every port; a change of one instance reaches the
+// server lines of that port and the agents asking for exactly that instance (an agent asking
+// for the whole service is not answered from an instance's mark).
+func (w *Waiter) concerns(port int) bool {
+	if w.change.Port == 0 {
+		return true
+	}
+	return port == w.change.Port
+}
+
+// lineDone: the line's own header, sent after the change, carries the state wanted. After a
+// drain, DOWN counts too: HAProxy keeps a DOWN server DOWN on a 404, and it gets no traffic
+// either way. A line that an agent of the same load balancer put into MAINT is no longer
+// health-checked, so for a down mark that agent's reply speaks for it.
+func (w *Waiter) lineDone(srv Server) bool {
+	if srv.LastSeen > w.at && stateReached(w.change.Target, srv.State) {
+		return !w.change.Sessions || w.change.Target == Up || srv.Scur == 0
+	}
+	if w.change.Target != Down || w.change.Sessions {
+		return false
+	}
+	for _, a := range w.agents {
+		if a.Source == srv.Source && (a.Port == 0 || a.Port == srv.Port) && w.agentDone(a) && a.LastSeen > srv.LastSeen {
+			return true
+		}
+	}
+	return false
+}
+
+func stateReached(t Target, state string) bool {
+	switch t {
+	case Down:
+		return state == "DOWN"
+	case Drain:
+		return state == "NOLB" || state == "DOWN"
+	default:
+		return state == "UP"
+	}
+}
+
+// agentDone: the agent fetched, after the change, a reply that says the new state.
+func (w *Waiter) agentDone(a Agent) bool {
+	if a.LastSeen <= w.at {
+		return false
+	}
+	words := ReplyWords(a.Reply)
+	switch w.change.Target {
+	case Down:
+		return slices.Contains(words, "maint")
+	case Drain:
+		return slices.Contains(words, "drain")
+	default:
+		return slices.Contains(words, "ready")
+	}
+}
+
+// ReplyWords are the lowercased words of an agent reply before its "#" comment, as HAProxy
+// reads them: separated by spaces, tabs or commas.
+func ReplyWords(reply string) []string {
+	reply, _, _ = strings.Cut(reply, "#")
+	return strings.FieldsFunc(strings.ToLower(reply), func(r rune) bool { return r == ' ' || r == '\t' || r == ',' || r == '\n' || r == '\r' })
+}
+
+func (w *Waiter) lineSaid(srv Server, now float64) string {
+	state := srv.State
+	if srv.Counters != "" {
+		state += " " + srv.Counters
+	}
+	if srv.LastSeen <= w.at {
+		return "no check since the change; last said " + state + " " + ago(now, srv.LastSeen)
+	}
+	if stateReached(w.change.Target, srv.State) {
+		return fmt.Sprintf("%s with %d sessions %s", state, srv.Scur, ago(now, srv.LastSeen))
+	}
+	return state + " " + ago(now, srv.LastSeen)
+}
+
+func (w *Waiter) agentSaid(a Agent, now float64) string {
+	reply := strings.TrimSpace(a.Reply)
+	if len(reply) > 40 {
+		reply = reply[:40] + "..."
+	}
+	if a.LastSeen <= w.at {
+		return fmt.Sprintf("no fetch since the change; last got %q %s", reply, ago(now, a.LastSeen))
+	}
+	return fmt.Sprintf("got %q %s", reply, ago(now, a.LastSeen))
+}
+
+func ago(now, then float64) string {
+	d := now - then
+	if math.IsNaN(d) || d < 0 {
+		d = 0
+	}
+	return strconv.FormatFloat(d, 'f', 1, 64) + "s ago"
+}
+
+func lbName(node, source string) string {
+	if node == "" {
+		return source
+	}
+	return node
+}
+
+func target(service string, port int) string {
+	if port == 0 {
+		return service
+	}
+	return service + ":" + strconv.Itoa(port)
+}
+
+// Wait asks fetch for a snapshot every interval until the change is done (or nobody checks
+// the service), ctx ends, or fetch fails. It returns the last progress seen; on ctx's end the
+// error is ctx.Err().
+func Wait(ctx context.Context, c Change, interval time.Duration, fetch func(context.Context) (Snapshot, error)) (Progress, error) {
+	w := New(c)
+	var last Progress
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		s, err := fetch(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return last, ctx.Err()
+			}
+			return last, err
+		}
+		last = w.Update(s)
+		if last.Done {
+			return last, nil
+		}
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,179 @@
+package lbwait
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var changeAt = time.Unix(1000, 0)
+
+const at = 1000.0
+
+func line(node, server string, port int, state string, lastSeen float64) Server {
+	return Server{Node: node, Server: server, Port: port, Source: "127.0.0.1", State: state, LastSeen: lastSeen, Weight: 1, TotalWeight: 2}
+}
+
+func TestWaiterUpdate(t *testing.T) {
+	withScur := func(s Server, n int) Server { s.Scur = n; return s }
+	for _, tc := range []struct {
+		name    string
+		change  Change
+		updates []Snapshot
+		done    bool
+		nobody  bool
+		pending []string
+	}{
+		{name: "nobody checks the service", change: Change{Target: Down},
+			updates: []Snapshot{{Now: at + 1}}, done: true, nobody: true},
+		{name: "nobody checks this instance", change: Change{Port: 8081, Target: Down},
+			updates: []Snapshot{{Now: at + 1, Servers: []Server{line("lb1", "be/a", 8080, "UP", at-0.1)}}}, done: true, nobody: true},
+		{name: "every line DOWN after the change", change: Change{Port: 8080, Target: Down},
+			updates: []Snapshot{{Now: at + 1, Servers: []Server{line("lb1", "be/a", 8080, "DOWN", at+0.5), line("lb2", "be/a", 8080, "DOWN", at+0.6)}}}, done: true},
+		{name: "a DOWN from before the change does not count", change: Change{Port: 8080, Target: Down},
+			updates: []Snapshot{{Now: at + 1, Servers: []Server{line("lb1", "be/a", 8080, "DOWN", at-0.5)}}},
+			pending: []string{"lb1 be/a (no check since the change; last said DOWN 1.5s ago)"}},
+		{name: "one load balancer still UP", change: Change{Port: 8080, Target: Down},
+			updates: []Snapshot{{Now: at + 1, Servers: []Server{line("lb1", "be/a", 8080, "DOWN", at+0.5), {Node: "lb2", Server: "be/a", Port: 8080, State: "UP", Counters: "1/2", LastSeen: at + 0.9}}}},
+			pending: []string{"lb2 be/a (UP 1/2 0.1s ago)"}},
+		{name: "a line that stops reporting stays pending", change: Change{Port: 8080, Target: Down},
+			updates: []Snapshot{
+				{Now: at, Servers: []Server{line("lb1", "be/a", 8080, "UP", at-0.1), line("lb2", "be/a", 8080, "UP", at-0.1)}},
+				{Now: at + 40, Servers: []Server{line("lb1", "be/a", 8080, "DOWN", at+39)}},
+			},
+			pending: []string{"lb2 be/a (no check since the change; last said UP 40.1s ago)"}},
+		{name: "other instances do not matter", change: Change{Port: 8080, Target: Down},
+			updates: []Snapshot{{Now: at + 1, Servers: []Server{line("lb1", "be/a", 8080, "DOWN", at+0.5), line("lb1", "be/b", 8081, "UP", at+0.5)}}}, done: true},
+		{name: "whole service waits on every instance", change: Change{Target: Down},
+			updates: []Snapshot{{Now: at + 1, Servers: []Server{line("lb1", "be/a", 8080, "DOWN", at+0.5), line("lb1", "be/b", 8081, "UP", at+0.5)}}},
+			pending: []string{"lb1 be/b (UP 0.5s ago)"}},
+		{name: "drain: NOLB", change: Change{Port: 8080, Target: Drain},
+			updates: []Snapshot{{Now: at + 1, Servers: []Server{line("lb1", "be/a", 8080, "NOLB", at+0.5)}}}, done: true},
+		{name: "drain: DOWN stays DOWN on a 404 and takes no traffic", change: Change{Port: 8080, Target: Drain},
+			updates: []Snapshot{{Now: at + 1, Servers: []Server{line("lb1", "be/a", 8080, "DOWN", at+0.5)}}}, done: true},
+		{name: "down: NOLB is not DOWN", change: Change{Port: 8080, Target: Down},
+			updates: []Snapshot{{Now: at + 1, Servers: []Server{line("lb1", "be/a", 8080, "NOLB", at+0.5)}}},
+			pending: []string{"lb1 be/a (NOLB 0.5s ago)"}},
+		{name: "up", change: Change{Port: 8080, Target: Up},
+			updates: []Snapshot{{Now: at + 1, Servers: []Server{line("lb1", "be/a", 8080, "UP", at+0.5), line("lb2", "be/a", 8080, "DOWN", at+0.5)}}},
+			pending: []string{"lb2 be/a (DOWN 0.5s ago)"}},
+		{name: "sessions: DOWN with sessions left", change: Change{Port: 8080, Target: Down, Sessions: true},
+			updates: []Snapshot{{Now: at + 1, Servers: []Server{withScur(line("lb1", "be/a", 8080, "DOWN", at+0.5), 1)}}},
+			pending: []string{"lb1 be/a (DOWN with 1 sessions 0.5s ago)"}},
+		{name: "sessions: DOWN with none", change: Change{Port: 8080, Target: Down, Sessions: true},
+			updates: []Snapshot{{Now: at + 1, Servers: []Server{withScur(line("lb1", "be/a", 8080, "DOWN", at+0.5), 0)}}}, done: true},
+		{name: "agent fetched maint after the change", change: Change{Port: 8080, Target: Down},
+			updates: []Snapshot{{Now: at + 1, Agents: []Agent{{Port: 8080, Source: "10.0.0.1", Reply: "maint # test", LastSeen: at + 0.2}}}}, done: true},
+		{name: "agent still got ready", change: Change{Port: 8080, Target: Down},
+			updates: []Snapshot{{Now: at + 1, Agents: []Agent{{Port: 8080, Source: "10.0.0.1", Reply: "ready", LastSeen: at + 0.2}}}},
+			pending: []string{`agent check from 10.0.0.1 for :8080 (got "ready" 0.8s ago)`}},
+		{name: "agent asking for the whole service is not answered from an instance mark", change: Change{Port: 8080, Target: Down},
+			updates: []Snapshot{{Now: at + 1, Agents: []Agent{{Port: 0, Source: "10.0.0.1", Reply: "ready", LastSeen: at + 0.2}}}}, done: true, nobody: true},
+		{name: "agent drain and up", change: Change{Target: Drain},
+			updates: []Snapshot{{Now: at + 1, Agents: []Agent{{Port: 0, Source: "a", Reply: "drain", LastSeen: at + 0.2}, {Port: 8080, Source: "b", Reply: "up, ready 50%", LastSeen: at + 0.2}}}},
+			pending: []string{`agent check from b for :8080 (got "up, ready 50%" 0.8s ago)`}},
+		{name: "a line in MAINT by its agent is no longer health-checked", change: Change{Port: 8080, Target: Down},
+			updates: []Snapshot{{Now: at + 1,
+				Servers: []Server{line("lb1", "be/a", 8080, "UP", at+0.1)},
+				Agents:  []Agent{{Port: 8080, Source: "127.0.0.1", Reply: "maint # x", LastSeen: at + 0.3}}}}, done: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.change.At = changeAt
+			w := New(tc.change)
+			var p Progress
+			for _, s := range tc.updates {
+				p = w.Update(s)
+			}
+			if p.Done != tc.done || p.Nobody != tc.nobody || !reflect.DeepEqual(p.Pending, tc.pending) {
+				t.Errorf("progress = %+v\nwant done=%v nobody=%v pending=%q", p, tc.done, tc.nobody, tc.pending)
+			}
+		})
+	}
+}
+
+func TestReplyWords(t *testing.T) {
+	for reply, want := range map[string][]string{
+		"maint # disk swap\n": {"maint"},
+		"up, ready 30%\n":     {"up", "ready", "30%"},
+		"DRAIN":               {"drain"},
+		"#only a comment":     nil,
+	} {
+		if got := ReplyWords(reply); len(got)+len(want) > 0 && !reflect.DeepEqual(got, want) {
+			t.Errorf("ReplyWords(%q) = %q, want %q", reply, got, want)
+		}
+	}
+}
+
+func TestWaitPollsUntilDone(t *testing.T) {
+	calls := 0
+	fetch := func(context.Context) (Snapshot, error) {
+		calls++
+		state := "UP"
+		if calls >= 3 {
+			state = "DOWN"
+		}
+		return Snapshot{Now: at + float64(calls), Servers: []Server{line("lb1", "be/a", 8080, state, at+float64(calls))}}, nil
+	}
+	p, err := Wait(context.Background(), Change{Port: 8080, Target: Down, At: changeAt}, time.Millisecond, fetch)
+	if err != nil || !p.Done || calls != 3 {
+		t.Fatalf("Wait = %+v, %v after %d fetches; want done after 3", p, err, calls)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p, err = Wait(ctx, Change{Port: 8080, Target: Down, At: changeAt}, time.Millisecond, func(context.Context) (Snapshot, error) {
+		return Snapshot{Now: at, Servers: []Server{line("lb1", "be/a", 8080, "UP", at+1)}}, nil
+	})
+	if !errors.Is(err, context.Canceled) || p.Done || len(p.Pending) != 1 {
+		t.Fatalf("Wait with its context done = %+v, %v; want the pending line and context.Canceled", p, err)
+	}
+
+	boom := errors.New("boom")
+	if _, err := Wait(context.Background(), Change{}, time.Millisecond, func(context.Context) (Snapshot, error) { return Snapshot{}, boom }); !errors.Is(err, boom) {
+		t.Fatalf("Wait with a failing fetch = %v, want it returned", err)
+	}
+}
+
+func TestGuard(t *testing.T) {
+	srv := func(node, name string, port int, state string, w, total int) Server {
+		return Server{Node: node, Server: name, Port: port, State: state, Weight: w, TotalWeight: total}
+	}
+	for _, tc := range []struct {
+		name    string
+		servers []Server
+		min     int
+		want    string // "" = allowed; else a substring of the refusal
+	}{
+		{"no load balancer", nil, 0, ""},
+		{"one of two", []Server{srv("lb1", "be/a", 1, "UP", 1, 2)}, 0, ""},
+		{"the last server", []Server{srv("lb1", "be_solo/a", 1, "UP", 1, 1)}, 0, "be_solo on lb1 would have no usable server left"},
+		{"both servers of a backend on this host", []Server{srv("lb1", "be/a", 1, "UP", 1, 2), srv("lb1", "be/b", 2, "UP", 1, 2)}, 0, "be on lb1 would have no usable server left"},
+		{"already DOWN takes nothing away", []Server{srv("lb1", "be_solo/a", 1, "DOWN", 1, 0)}, 0, ""},
+		{"below min_remaining_weight", []Server{srv("lb2", "be/a", 1, "UP", 10, 25)}, 20, "be on lb2 would keep weight 15 of 25, below min_remaining_weight 20"},
+		{"at min_remaining_weight", []Server{srv("lb2", "be/a", 1, "UP", 10, 30)}, 20, ""},
+		{"one load balancer of two", []Server{srv("lb1", "be/a", 1, "UP", 1, 2), srv("lb2", "be/a", 1, "UP", 1, 1)}, 0, "be on lb2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Guard(tc.servers, tc.min)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("Guard = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzReplyWords(f *testing.F) {
+	for _, s := range []string{"maint # x\n", "up, ready 30%", "", "#", ",,, \t"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, reply string) {
+		for _, w := range ReplyWords(reply) {
+			if w == "" || strings.ContainsAny(w, " \t,#\n\r") {
+				t.Fatalf("ReplyWords(%q) has word %q", reply, w)
+			}
+		}
+	})
+}
