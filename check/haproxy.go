@@ -34,7 +34,7 @@ func newHAProxyChecker(opts Options) *haproxyChecker {
 	return &haproxyChecker{
 		userAgent: "hacheck/" + opts.Version,
 		client: &http.Client{
-			Transport: newLocalTransport(),
+			Transport: withinCheck{newLocalTransport()},
 			// The stats page is at /; a redirect leads somewhere that is not it.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
@@ -55,7 +55,7 @@ func (c *haproxyChecker) Check(ctx context.Context, t Target) (Result, error) {
 	start := time.Now()
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return failure(ctx, err, time.Since(start)), nil
+		return failure(ctx, asCheckDeadline(ctx, err), time.Since(start)), nil
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -68,7 +68,7 @@ func (c *haproxyChecker) Check(ctx context.Context, t Target) (Result, error) {
 	case errors.As(err, &statsErr), errors.As(err, &tooLong):
 		return Result{Code: 500, Message: "HAProxy stats: " + err.Error(), Outcome: OutcomeUpstreamFail}, nil
 	case err != nil:
-		return failure(ctx, fmt.Errorf("reading HAProxy stats: %w", err), time.Since(start)), nil
+		return failure(ctx, fmt.Errorf("reading HAProxy stats: %w", asCheckDeadline(ctx, err)), time.Since(start)), nil
 	case !found:
 		return Result{Code: 500, Message: t.Service + " is not found", Outcome: OutcomeUpstreamFail}, nil
 	case status == "UP":

@@ -3,6 +3,7 @@ package check
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -24,7 +25,8 @@ type httpChecker struct {
 	client            *http.Client
 }
 
-// newLocalTransport is the HTTP transport of checks that speak HTTP to 127.0.0.1.
+// newLocalTransport is the HTTP transport of checks that speak HTTP to 127.0.0.1; clients use
+// it wrapped in withinCheck, so that its dials end with their check.
 func newLocalTransport() *http.Transport {
 	return &http.Transport{
 		// Never the environment's HTTP_PROXY: the check is of this host, not of a proxy.
@@ -59,7 +61,7 @@ func newHTTPChecker(opts Options, useTLS bool) *httpChecker {
 		serviceNameHeader: opts.ServiceNameHeader,
 		bodyLimit:         opts.BodyLimit,
 		client: &http.Client{
-			Transport: transport,
+			Transport: withinCheck{transport},
 			// A redirect's code goes to HAProxy, which decides what it means; following it
 			// could also lead the check away from the local host.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -69,6 +71,17 @@ func newHTTPChecker(opts Options, useTLS bool) *httpChecker {
 
 // checkContextKey carries a check's context to the dialer; see dialWithinCheck.
 type checkContextKey struct{}
+
+// withinCheck is the round tripper of every check client over a newLocalTransport: it hands
+// each request's context to dialWithinCheck as a value, since net/http dials under a context
+// that keeps the request's values but not its cancellation.
+type withinCheck struct{ *http.Transport }
+
+// RoundTrip sends req through the transport with its context reachable from the dialer.
+func (w withinCheck) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	return w.Transport.RoundTrip(req.WithContext(context.WithValue(ctx, checkContextKey{}, ctx)))
+}
 
 // dialWithinCheck dials as d does, but never longer than the check that asked for the
 // connection. net/http dials under a context cut off from the request's cancellation (a
@@ -102,6 +115,20 @@ func dialWithinCheck(d *net.Dialer) func(ctx context.Context, network, addr stri
 	}
 }
 
+// asCheckDeadline reports a socket timeout at the check's deadline as the check's context's
+// error: the socket's deadline is the check's (see dialWithinCheck), and whether the socket or
+// the context noticed first is a race that must not change the message.
+func asCheckDeadline(ctx context.Context, err error) error {
+	deadline, ok := ctx.Deadline()
+	if netErr, isNet := errors.AsType[net.Error](err); !ok || !isNet || !netErr.Timeout() || time.Now().Before(deadline) {
+		return err
+	}
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return &url.Error{Op: ue.Op, URL: ue.URL, Err: context.DeadlineExceeded}
+	}
+	return context.DeadlineExceeded
+}
+
 // Check answers with the upstream's status code and body (capped at the body limit, with a
 // note when cut), outcome ok for 2xx and upstream_fail for anything else; when no response
 // arrives it answers 503 "<error> after <s>s". Target.Query is taken as a decoded path and is
@@ -113,9 +140,7 @@ func (c *httpChecker) Check(ctx context.Context, t Target) (Result, error) {
 		Path:     "/" + t.Query,
 		RawQuery: t.RawQuery,
 	}
-	// The check's own context rides along as a value: net/http dials under a context that keeps
-	// the request's values but not its cancellation, and dialWithinCheck needs the deadline.
-	req, err := http.NewRequestWithContext(context.WithValue(ctx, checkContextKey{}, ctx), http.MethodGet, u.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return Result{}, fmt.Errorf("building %s check request for %s: %w", c.scheme, t.Service, err)
 	}
@@ -141,7 +166,7 @@ func (c *httpChecker) Check(ctx context.Context, t Target) (Result, error) {
 	start := time.Now()
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return failure(ctx, err, time.Since(start)), nil
+		return failure(ctx, asCheckDeadline(ctx, err), time.Since(start)), nil
 	}
 	// Without keep-alives there is nothing to gain from draining the rest: closing drops the
 	// connection, so an endless body cannot hold the check.
@@ -149,7 +174,7 @@ func (c *httpChecker) Check(ctx context.Context, t Target) (Result, error) {
 
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.bodyLimit+1))
 	if err != nil {
-		return failure(ctx, fmt.Errorf("reading body of %d response: %w", resp.StatusCode, err), time.Since(start)), nil
+		return failure(ctx, fmt.Errorf("reading body of %d response: %w", resp.StatusCode, asCheckDeadline(ctx, err)), time.Since(start)), nil
 	}
 	msg := string(body)
 	if int64(len(body)) > c.bodyLimit {

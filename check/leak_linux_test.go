@@ -122,6 +122,7 @@ func TestChecksLeaveNothingBehind(t *testing.T) {
 		{"http to a port dropping SYNs", "http", synDroppingPort, 500},
 		{"https to a port dropping SYNs", "https", synDroppingPort, 500},
 		{"https to a port that never answers the handshake", "https", muteTLSPort, 200},
+		{"haproxy stats on a port dropping SYNs", "haproxy", synDroppingPort, 200},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
