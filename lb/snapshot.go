@@ -12,6 +12,9 @@ type Snapshot struct {
 	Servers []Server `json:"servers"`
 	// Agents are sorted by port, then source; never nil.
 	Agents []Agent `json:"agents"`
+	// MinRemainingWeight is the server's min_remaining_weight, so that a client applies the
+	// same Guard as the server.
+	MinRemainingWeight int `json:"min_remaining_weight"`
 }
 
 // Server is the last send-state header one load balancer server line sent for a (service,
