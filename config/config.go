@@ -53,6 +53,13 @@ type Config struct {
 	SourceNetworks Networks `yaml:"source_networks" want:"must be a mapping of network names to lists of CIDRs"`
 	// AgentPort is the HAProxy agent-check listener's port; 0 (default) means off.
 	AgentPort Int `yaml:"agent_port" want:"must be a port number from 0 to 65535 (0: off)"`
+	// LBWindow is how long what a load balancer reported (its send-state header, the agent's
+	// reply to it) is kept and shown at GET /lb: a few check intervals; default 30 s.
+	LBWindow Duration `yaml:"lb_window" want:"must be a number of seconds > 0 and <= 3600 or a duration like \"30s\""`
+	// MinRemainingWeight is the least usable weight a backend may keep when hadown (or a POST
+	// asking for the guard) takes this host's server out; default 0: only the last usable
+	// server is protected.
+	MinRemainingWeight Int `yaml:"min_remaining_weight" want:"must be an integer from 0 to 1000000"`
 }
 
 const (
@@ -62,6 +69,8 @@ const (
 
 	defaultCacheTime    = 10 * time.Second
 	defaultCheckTimeout = 10 * time.Second
+	defaultLBWindow     = 30 * time.Second
+	maxLBWindow         = time.Hour
 	maxLabelValues      = 1_000_000
 	maxNetworkNameLen   = 128
 	// maxConfigBytes keeps `-c /dev/zero` or a runaway generated file from eating memory.
@@ -84,6 +93,7 @@ func Default() Config {
 		},
 		MaxSourceIPs: 1000,
 		MaxServices:  2000,
+		LBWindow:     Duration(defaultLBWindow),
 	}
 }
 
@@ -171,6 +181,12 @@ func (c Config) problems() []problem {
 	ps = append(ps, c.SourceNetworks.problems()...)
 	if c.AgentPort < 0 || c.AgentPort > 65535 {
 		bad("agent_port", strconv.Itoa(int(c.AgentPort)))
+	}
+	if c.LBWindow <= 0 || time.Duration(c.LBWindow) > maxLBWindow {
+		bad("lb_window", fmtSeconds(c.LBWindow))
+	}
+	if c.MinRemainingWeight < 0 || c.MinRemainingWeight > maxLabelValues {
+		bad("min_remaining_weight", strconv.Itoa(int(c.MinRemainingWeight)))
 	}
 	return ps
 }

@@ -82,7 +82,9 @@ func TestLoadConfigFixtures(t *testing.T) {
 			"lb-west":   mustPrefixes(t, "10.2.0.0/16", "2001:db8:2::/48"),
 			"lb_single": mustPrefixes(t, "10.3.0.0/16"),
 		},
-		AgentPort: 3334,
+		AgentPort:          3334,
+		LBWindow:           Duration(45 * time.Second),
+		MinRemainingWeight: 2,
 	}
 	python := Default()
 	python.CacheTime = Duration(5 * time.Second)
@@ -201,6 +203,10 @@ var badConfigs = []struct {
 	{"source network twice", "source_networks:\n  lb: 10.0.0.0/8\n  lb: 10.1.0.0/16", `line 3: config key source_networks: network "lb" is defined twice`},
 	{"prefix in two networks", `source_networks: {a: 10.0.0.0/8, b: 10.1.2.3/8}`, `line 1: config key source_networks.b: 10.0.0.0/8 is also listed under "a"`},
 	{"agent_port too big", `agent_port: 65536`, `line 1: config key agent_port: must be a port number from 0 to 65535 (0: off), got 65536`},
+	{"lb_window zero", `lb_window: 0`, `line 1: config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got 0`},
+	{"lb_window a day", `lb_window: 24h`, `line 1: config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got 86400`},
+	{"lb_window word", `lb_window: long`, `line 1: config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got "long"`},
+	{"min_remaining_weight negative", `min_remaining_weight: -1`, `line 1: config key min_remaining_weight: must be an integer from 0 to 1000000, got -1`},
 
 	// The file's shape.
 	{"key twice", "cache_time: 1\ncheck_timeout: 2\ncache_time: 3", `line 3: config key cache_time: set twice (first on line 1)`},
@@ -384,6 +390,10 @@ func TestParseConfigAcceptedForms(t *testing.T) {
 		{"source_networks: {}", func(c Config) bool { return len(c.SourceNetworks) == 0 }},
 		{"source_networks: {Other: 10.0.0.0/8}", func(c Config) bool { return len(c.SourceNetworks["Other"]) == 1 }},
 		{"agent_port: 0", func(c Config) bool { return c.AgentPort == 0 }},
+		{"lb_window: 10", func(c Config) bool { return time.Duration(c.LBWindow) == 10*time.Second }},
+		{"lb_window: 1m", func(c Config) bool { return time.Duration(c.LBWindow) == time.Minute }},
+		{"lb_window: null", func(c Config) bool { return time.Duration(c.LBWindow) == 30*time.Second }},
+		{"min_remaining_weight: 3", func(c Config) bool { return c.MinRemainingWeight == 3 }},
 		{"defaults: &d 5\ncache_time: *d", func(c Config) bool { return time.Duration(c.CacheTime) == 5*time.Second }},
 	} {
 		cfg, _, err := Parse([]byte(tc.yaml))
@@ -398,7 +408,8 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 	want := `config key check_timeout: must be a number of seconds > 0 and <= 300 or a duration like "1.5s", got 0; ` +
 		`config key log_path: must be "stdout", "stderr" or a file path, got ""; ` +
 		`config key max_source_ips: must be an integer from 1 to 1000000, got 0; ` +
-		`config key max_services: must be an integer from 1 to 1000000, got 0`
+		`config key max_services: must be an integer from 1 to 1000000, got 0; ` +
+		`config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got 0`
 	if err == nil || err.Error() != want {
 		t.Errorf("Config{}.Validate()\n got: %v\nwant: %s", err, want)
 	}
@@ -408,11 +419,15 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 	c.SourceNetworks = map[string][]netip.Prefix{"b": mustPrefixes(t, "10.0.0.0/8"), "a": mustPrefixes(t, "10.0.0.0/8"), "other": nil}
 	c.RlimitNofile = "lots"
 	c.AgentPort = -1
+	c.LBWindow = Duration(2 * time.Hour)
+	c.MinRemainingWeight = -1
 	want = `config key rlimit_nofile: must be "max" or a positive integer, got "lots"; ` +
 		`config key remote_spool_allowed_cidrs[2]: must be a CIDR like 10.0.0.0/8 or an IP address, got an invalid prefix; ` +
 		`config key source_networks.b: 10.0.0.0/8 is also listed under "a"; ` +
 		`config key source_networks: network name "other" is reserved for sources beyond max_source_ips; ` +
-		`config key agent_port: must be a port number from 0 to 65535 (0: off), got -1`
+		`config key agent_port: must be a port number from 0 to 65535 (0: off), got -1; ` +
+		`config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got 7200; ` +
+		`config key min_remaining_weight: must be an integer from 0 to 1000000, got -1`
 	if err := c.Validate(); err == nil || err.Error() != want {
 		t.Errorf("Validate()\n got: %v\nwant: %s", err, want)
 	}

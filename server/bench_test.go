@@ -25,7 +25,7 @@ func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(int)             {}
 
-func benchServeHTTP(b *testing.B, path string) {
+func benchServeHTTP(b *testing.B, path string, header ...string) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer backend.Close()
 	store := watchedStore(b)
@@ -38,6 +38,9 @@ func benchServeHTTP(b *testing.B, path string) {
 		// One request reused: the benchmark measures hacheck's handler, not request parsing.
 		r := httptest.NewRequest(http.MethodGet, path, nil)
 		r.RemoteAddr = "10.0.0.1:12345"
+		for i := 0; i+1 < len(header); i += 2 {
+			r.Header.Set(header[i], replacePort(header[i+1], backend))
+		}
 		for pb.Next() {
 			srv.ServeHTTP(w, r)
 			clear(w.h)
@@ -61,6 +64,13 @@ func replacePort(path string, backend *httptest.Server) string {
 
 func BenchmarkServeHTTPSpool(b *testing.B)      { benchServeHTTP(b, "/spool/web/0/") }
 func BenchmarkServeHTTPCachedHTTP(b *testing.B) { benchServeHTTP(b, "/http/web/P/health") }
+
+// BenchmarkServeHTTPSendState is BenchmarkServeHTTPCachedHTTP with the header HAProxy's
+// `http-check send-state` adds, which every such check records for GET /lb.
+func BenchmarkServeHTTPSendState(b *testing.B) {
+	benchServeHTTP(b, "/http/web/P/health", "X-Haproxy-Server-State",
+		"UP; address=127.0.0.1; port=P; name=be_app/app1; node=lb1; weight=1/2; scur=0/0; qcur=0")
+}
 
 // BenchmarkCheckRequest is a check request as HAProxy makes it, over a real loopback
 // connection (keep-alive, so connection setup does not drown the difference), with hacheck's

@@ -64,6 +64,7 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, r
 	if answer.Service != "" {
 		s.metrics.Seen(labels, answer.Code, source, start.Add(elapsed))
 	}
+	s.recordServerState(r, answer, source, start)
 	if answer.Changed {
 		s.logTransition(answer)
 	}

@@ -1,5 +1,6 @@
 // Package server is hacheck's HTTP side: the check route every HAProxy polls (checks.go), the
 // status, recent and count endpoints (status.go), metrics, the remote spool API (spoolapi.go),
+// what the load balancers see (lb.go),
 // the listeners they are served on (serve.go, with the connection wrappers in package
 // listener) and the process around them: startup, reload and shutdown (run.go), logging
 // (log.go).
@@ -16,6 +17,7 @@ import (
 
 	"github.com/hacheck/hacheck/check"
 	"github.com/hacheck/hacheck/config"
+	"github.com/hacheck/hacheck/lb"
 	"github.com/hacheck/hacheck/metrics"
 	"github.com/hacheck/hacheck/server/listener"
 	"github.com/hacheck/hacheck/spool"
@@ -34,6 +36,7 @@ const (
 type Server struct {
 	pipeline    *check.Pipeline
 	metrics     *metrics.Metrics
+	lb          *lb.Tracker
 	store       *spool.Store
 	changes     *spool.ChangeWatcher // nil: changes by other writers are not audited
 	version     string
@@ -89,6 +92,8 @@ func New(cfg config.Config, opts Options) *Server {
 	s.log.Store(&opts.Logger)
 	s.metrics = metrics.New(opts.Store, opts.Version, metricsOptions(cfg))
 	s.pipeline = check.NewPipeline(opts.Store, pipelineSettings(cfg, opts.Version), s.metrics)
+	s.lb = lb.NewTracker(lbOptions(cfg))
+	s.metrics.Registry().MustRegister(lb.NewCollector(s.lb))
 	s.cfg.Store(&cfg)
 
 	s.mux = http.NewServeMux()
@@ -97,6 +102,7 @@ func New(cfg config.Config, opts Options) *Server {
 	s.mux.HandleFunc("GET /recent", s.handleRecent)
 	s.mux.Handle("GET /metrics", s.metrics.Handler())
 	s.mux.HandleFunc("POST /spool/{service}/{port}/status", s.handleSpoolChange)
+	s.mux.HandleFunc("GET /lb/{service}", s.handleLB)
 	return s
 }
 
@@ -132,6 +138,7 @@ func (s *Server) Pipeline() *check.Pipeline { return s.pipeline }
 func (s *Server) Apply(cfg config.Config) {
 	s.pipeline.Configure(pipelineSettings(cfg, s.version))
 	s.metrics.SetOptions(metricsOptions(cfg))
+	s.lb.SetOptions(lbOptions(cfg))
 	s.cfg.Store(&cfg)
 }
 
@@ -163,6 +170,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // fixedRoots are the first path segments served by the mux.
-var fixedRoots = map[string]struct{}{"status": {}, "recent": {}, "metrics": {}, "spool": {}}
+var fixedRoots = map[string]struct{}{"status": {}, "recent": {}, "metrics": {}, "spool": {}, "lb": {}}
 
 func (s *Server) pipelineProtocols() check.Registry { return s.pipeline.Protocols() }
