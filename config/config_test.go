@@ -108,13 +108,9 @@ func TestLoadConfigFixtures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var wantWarnings []string
-			if want.AgentPort != 0 {
-				wantWarnings = []string{"line 24: agent_port is not implemented yet and is ignored"}
-			}
 			cfg, warnings, err := Parse(data)
-			if err != nil || !reflect.DeepEqual(warnings, wantWarnings) {
-				t.Fatalf("Parse: warnings %q, err %v; want warnings %q", warnings, err, wantWarnings)
+			if err != nil || len(warnings) != 0 {
+				t.Fatalf("Parse: warnings %q, err %v; want none", warnings, err)
 			}
 			assertConfig(t, cfg, want)
 		})
@@ -137,10 +133,9 @@ func TestExampleConfigLoadsCleanly(t *testing.T) {
 	// The example promises that, as shipped, it behaves exactly like no config file.
 	assertConfig(t, cfg, Default())
 	// STYLE: every key's default is documented, and the example is where operators look.
-	notYetDocumented := map[string]bool{"agent_port": true} // a later issue builds the listener
 	for _, f := range fields {
 		key := f.key
-		if !notYetDocumented[key] && !strings.Contains(string(data), "\n"+key+":") {
+		if !strings.Contains(string(data), "\n"+key+":") {
 			t.Errorf("%s does not show key %s", path, key)
 		}
 	}
@@ -334,21 +329,16 @@ func TestOtherWarnings(t *testing.T) {
 		}
 	}
 
-	// agent_port is accepted (a later issue builds the listener) but nothing listens on it yet.
 	cfg, warnings, err := Parse([]byte("max_services: 10\nagent_port: 3334\n"))
-	want := []string{"line 2: agent_port is not implemented yet and is ignored"}
-	if err != nil || cfg.AgentPort != 3334 || !reflect.DeepEqual(warnings, want) {
-		t.Errorf("agent_port set: port %d, warnings %q, err %v; want warnings %q", cfg.AgentPort, warnings, err, want)
+	if err != nil || cfg.AgentPort != 3334 || len(warnings) != 0 {
+		t.Errorf("agent_port set: port %d, warnings %q, err %v; want none", cfg.AgentPort, warnings, err)
 	}
-	if _, warnings, err := Parse([]byte("agent_port: 0\n")); err != nil || len(warnings) != 0 {
-		t.Errorf("agent_port: 0 (off): warnings %q, err %v; want none", warnings, err)
-	}
-	agentPath := filepath.Join(t.TempDir(), "agent.yml")
-	if err := os.WriteFile(agentPath, []byte("agent_port: 3334\n"), 0o600); err != nil {
+	openPath := filepath.Join(t.TempDir(), "open.yml")
+	if err := os.WriteFile(openPath, []byte("allow_remote_spool_changes: true\nremote_spool_allowed_cidrs: [10.0.0.0/8]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, warnings, err := Load(agentPath); err != nil || !reflect.DeepEqual(warnings, []string{agentPath + ": line 1: agent_port is not implemented yet and is ignored"}) {
-		t.Errorf("Load with agent_port: warnings %q, err %v; want one, prefixed with the path", warnings, err)
+	if _, warnings, err := Load(openPath); err != nil || len(warnings) != 1 || !strings.HasPrefix(warnings[0], openPath+": ") {
+		t.Errorf("Load: warnings %q, err %v; want one, prefixed with the path", warnings, err)
 	}
 
 	path := filepath.Join(t.TempDir(), "c.yml")

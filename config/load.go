@@ -73,10 +73,6 @@ func Parse(data []byte) (Config, []string, error) {
 	if cfg.remoteChangesUnguarded() {
 		p.warnings = append(p.warnings, "allow_remote_spool_changes: any host in remote_spool_allowed_cidrs may mark services down without a token (set remote_spool_token)")
 	}
-	if cfg.AgentPort != 0 {
-		// TODO: drop this once the HAProxy agent-check listener exists; nothing listens yet.
-		p.warnings = append(p.warnings, fmt.Sprintf("line %d: agent_port is not implemented yet and is ignored", p.lines["agent_port"]))
-	}
 	return cfg, p.warnings, nil
 }
 

@@ -88,6 +88,27 @@ func Run(ctx context.Context, opts RunOptions, stderr io.Writer) error {
 	for i, l := range listeners {
 		addrs[i] = l.Addr().String()
 	}
+	agentDone := make(chan struct{})
+	// Its own context: the agent stops with the HTTP side however that ends.
+	agentCtx, stopAgent := context.WithCancel(ctx)
+	defer stopAgent()
+	if cfg.AgentPort == 0 {
+		close(agentDone)
+	} else {
+		agent, err := ListenAgent(opts.BindAddress, int(cfg.AgentPort))
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return err
+		}
+		srv.agentPort = int(cfg.AgentPort)
+		logger.Info().Str("listen", agent.Addr().String()).Msg("answering HAProxy agent checks")
+		go func() {
+			defer close(agentDone)
+			srv.ServeAgent(agentCtx, agent)
+		}()
+	}
 	logger.Info().Strs("listen", addrs).Str("spool_root", store.Root()).Str("version", opts.Version).
 		Float64("cache_time_seconds", time.Duration(cfg.CacheTime).Seconds()).Float64("check_timeout_seconds", time.Duration(cfg.CheckTimeout).Seconds()).Msg("hacheck serving")
 	if opts.Ready != nil {
@@ -110,6 +131,8 @@ func Run(ctx context.Context, opts RunOptions, stderr io.Writer) error {
 		}
 	}()
 	err = srv.Serve(ctx, listeners, shutdownGrace)
+	stopAgent()
+	<-agentDone
 	<-reloadDone
 	srv.logger().Info().Msg("hacheck stopped")
 	return err
@@ -148,6 +171,12 @@ func (s *Server) reload(opts RunOptions, logCloser io.Closer) io.Closer {
 		s.SetLogger(logger)
 		logCloser.Close()
 		logCloser = closer
+	}
+	if cfg.AgentPort != config.Int(s.agentPort) {
+		// Listeners are opened once, at startup; a port that changes would have to be swapped
+		// under HAProxy's polls, for a setting that changes about never.
+		s.logger().Warn().Int("agent_port", int(cfg.AgentPort)).Int("listening", s.agentPort).
+			Msg("agent_port changed: it takes effect at the next restart")
 	}
 	s.Apply(cfg)
 	for _, w := range warnings {

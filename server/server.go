@@ -37,6 +37,7 @@ type Server struct {
 	pipeline    *check.Pipeline
 	metrics     *metrics.Metrics
 	lb          *lb.Tracker
+	agentPort   int // the agent-check listener's port; 0 when there is none
 	store       *spool.Store
 	changes     *spool.ChangeWatcher // nil: changes by other writers are not audited
 	version     string

@@ -1,0 +1,46 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hacheck/hacheck/lb"
+)
+
+// agentVerdict is the spool as the agent check sees it: the same effective state the check
+// route's spool gate answers from (host-wide, then whole-service, then instance mark).
+func (s *Server) agentVerdict(service string, port int, now time.Time) lb.Verdict {
+	m, down := s.store.StatusAt(service, port, now)
+	if !down {
+		return lb.Verdict{Weight: -1}
+	}
+	return lb.Verdict{Down: true, Reason: m.Reason, Weight: -1}
+}
+
+// agentServer answers HAProxy's agent checks from this server's spool and records every reply
+// for GET /lb.
+func (s *Server) agentServer() *lb.AgentServer {
+	return &lb.AgentServer{Lookup: s.agentVerdict, Tracker: s.lb, Logger: s.logger}
+}
+
+// ListenAgent opens the agent-check listener on bind ("" = every address) and port: plain
+// TCP, since HAProxy's agent check speaks no HTTP.
+func ListenAgent(bind string, port int) (net.Listener, error) {
+	addr := net.JoinHostPort(bind, strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (agent_port): %w", addr, err)
+	}
+	return l, nil
+}
+
+// ServeAgent answers agent checks on l until ctx is cancelled; it returns once every
+// connection it started is done. A failure of the listener is logged: the check route goes on.
+func (s *Server) ServeAgent(ctx context.Context, l net.Listener) {
+	if err := s.agentServer().Serve(ctx, l); err != nil {
+		s.logger().Error().Err(err).Str("listen", l.Addr().String()).Msg("agent-check listener stopped; HAProxy's agent checks fail from now on")
+	}
+}
