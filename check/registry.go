@@ -43,6 +43,7 @@ func NewRegistry(opts Options) Registry {
 		"redis-info":    &redisChecker{info: true},
 		"sentinel-info": &redisChecker{info: true, sentinel: true},
 		"haproxy":       newHAProxyChecker(opts),
+		"smtp":          &smtpChecker{},
 	}
 }
 
