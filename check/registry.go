@@ -44,6 +44,7 @@ func NewRegistry(opts Options) Registry {
 		"sentinel-info": &redisChecker{info: true, sentinel: true},
 		"haproxy":       newHAProxyChecker(opts),
 		"smtp":          &smtpChecker{},
+		"grpc":          newGRPCChecker(opts),
 	}
 }
 
