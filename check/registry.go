@@ -22,7 +22,10 @@ type Options struct {
 	// MySQLUsername empty means "not configured"; MySQLPassword may be empty (a passwordless
 	// account is a legitimate, if unwise, setup).
 	MySQLUsername, MySQLPassword string
-	BodyLimit                    int64 // cap on the upstream http(s) body kept; 0 means DefaultBodyLimit
+	// PostgresUsername empty means "not configured"; PostgresDatabase empty means
+	// DefaultPostgresDatabase.
+	PostgresUsername, PostgresPassword, PostgresDatabase string
+	BodyLimit                                            int64 // cap on the upstream http(s) body kept; 0 means DefaultBodyLimit
 }
 
 // NewRegistry returns every protocol hacheck knows, configured by opts. This is the one place
@@ -45,6 +48,7 @@ func NewRegistry(opts Options) Registry {
 		"haproxy":       newHAProxyChecker(opts),
 		"smtp":          &smtpChecker{},
 		"grpc":          newGRPCChecker(opts),
+		"postgres":      newPostgresChecker(opts),
 	}
 }
 

@@ -7,7 +7,7 @@ import (
 
 func TestNewRegistryProtocols(t *testing.T) {
 	got := NewRegistry(Options{}).Names()
-	want := []string{"grpc", "haproxy", "http", "https", "mysql", "redis", "redis-info", "sentinel", "sentinel-info", "smtp", "spool", "tcp"}
+	want := []string{"grpc", "haproxy", "http", "https", "mysql", "postgres", "redis", "redis-info", "sentinel", "sentinel-info", "smtp", "spool", "tcp"}
 	if !slices.Equal(got, want) {
 		t.Errorf("NewRegistry(Options{}).Names() = %q, want %q", got, want)
 	}

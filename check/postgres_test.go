@@ -1,0 +1,138 @@
+package check
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// postgresPort is the machine's PostgreSQL, with trust authentication on 127.0.0.1.
+const postgresPort = 5432
+
+func TestPostgresAgainstPostgreSQL(t *testing.T) {
+	port := requireLocal(t, postgresPort, "PostgreSQL (trust auth, user postgres)")
+	const secretUser, secretPassword = "hacheck_secret_user_4711", "pw-secret-4711"
+	// Settings from the environment must not aim the check elsewhere or change what it asks.
+	t.Setenv("PGHOST", "127.0.0.2")
+	t.Setenv("PGPORT", "1")
+	t.Setenv("PGTARGETSESSIONATTRS", "standby")
+	t.Setenv("PGSSLMODE", "require")
+	t.Setenv("PGOPTIONS", "-c default_transaction_read_only=on")
+
+	tests := []struct {
+		name     string
+		opts     Options
+		query    string
+		rawQuery string
+		wantCode int
+		outcome  Outcome
+		msg      *regexp.Regexp
+	}{
+		{"login", Options{PostgresUsername: "postgres"}, "", "", 200, OutcomeOK, regexp.MustCompile(`^PostgreSQL login OK in \d+\.\d{3}s: primary$`)},
+		{"primary", Options{PostgresUsername: "postgres", PostgresDatabase: "postgres"}, "primary", "", 200, OutcomeOK, regexp.MustCompile(`^PostgreSQL login OK in \d+\.\d{3}s: primary$`)},
+		{"max_lag ignored on a primary", Options{PostgresUsername: "postgres"}, "primary", "max_lag=0", 200, OutcomeOK, regexp.MustCompile(`: primary$`)},
+		{"replica asked of a primary", Options{PostgresUsername: "postgres"}, "replica", "", 500, OutcomeUpstreamFail, regexp.MustCompile(`^PostgreSQL is a primary, not a replica$`)},
+		{"replica with lag asked of a primary", Options{PostgresUsername: "postgres"}, "replica", "max_lag=5", 500, OutcomeUpstreamFail, regexp.MustCompile(`^PostgreSQL is a primary, not a replica$`)},
+		{"host pairs ignored", Options{PostgresUsername: "postgres"}, "", "host=127.0.0.2&port=1&dbname=nosuch&user=x", 200, OutcomeOK, regexp.MustCompile(`: primary$`)},
+		{"unknown role", Options{PostgresUsername: secretUser, PostgresPassword: secretPassword}, "", "", 500, OutcomeUpstreamFail, regexp.MustCompile(`^FATAL: role "<postgres_username>" does not exist \(SQLSTATE 28000\)$`)},
+		{"unknown database", Options{PostgresUsername: "postgres", PostgresDatabase: "hacheck_no_such_db"}, "", "", 500, OutcomeUpstreamFail, regexp.MustCompile(`^FATAL: database "hacheck_no_such_db" does not exist \(SQLSTATE 3D000\)$`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := NewRegistry(tt.opts)["postgres"].Check(checkCtx(t, 10*time.Second), Target{Service: "db", Port: port, Query: tt.query, RawQuery: tt.rawQuery})
+			if err != nil {
+				t.Fatalf("Check: %v", err)
+			}
+			if got.Code != tt.wantCode || got.Outcome != tt.outcome || !tt.msg.MatchString(got.Message) {
+				t.Errorf("Check = %+v, want code %d, outcome %s, message matching %s", got, tt.wantCode, tt.outcome, tt.msg)
+			}
+			if strings.Contains(got.Message, secretUser) || strings.Contains(got.Message, secretPassword) {
+				t.Errorf("message %q contains a credential", got.Message)
+			}
+		})
+	}
+}
+
+// These cases need no database: they fail before a server could answer.
+func TestPostgresWithoutServer(t *testing.T) {
+	const secretUser, secretPassword = "hacheck_secret_user_4711", "pw-secret-4711"
+	creds := Options{PostgresUsername: secretUser, PostgresPassword: secretPassword}
+	tests := []struct {
+		name     string
+		opts     Options
+		port     int
+		query    string
+		rawQuery string
+		timeout  time.Duration
+		wantCode int
+		outcome  Outcome
+		msg      *regexp.Regexp
+	}{
+		{"no username", Options{PostgresPassword: "secret"}, closedPort(t), "", "", 5 * time.Second, 500, OutcomeError, regexp.MustCompile(`^No PostgreSQL username in config file$`)},
+		{"refused", creds, closedPort(t), "", "", 5 * time.Second, 503, OutcomeRefused, regexp.MustCompile(`^dial tcp 127\.0\.0\.1:\d+: connect: connection refused after \d+\.\d{3}s$`)},
+		{"server never answers", creds, silentPort(t), "", "", 200 * time.Millisecond, 503, OutcomeTimeout, regexp.MustCompile(` after \d+\.\d{3}s$`)},
+		{"unknown query", creds, closedPort(t), "leader", "", 5 * time.Second, 400, OutcomeError, regexp.MustCompile(`^postgres check: unknown query "leader": want primary or replica$`)},
+		{"negative max_lag", creds, closedPort(t), "replica", "max_lag=-1", 5 * time.Second, 400, OutcomeError, regexp.MustCompile(`^postgres check: bad max_lag "-1": want seconds, 0 or more$`)},
+		{"max_lag not a number", creds, closedPort(t), "replica", "max_lag=soon", 5 * time.Second, 400, OutcomeError, regexp.MustCompile(`^postgres check: bad max_lag "soon"`)},
+		{"max_lag NaN", creds, closedPort(t), "replica", "max_lag=NaN", 5 * time.Second, 400, OutcomeError, regexp.MustCompile(`^postgres check: bad max_lag "NaN"`)},
+		{"max_lag empty", creds, closedPort(t), "replica", "max_lag=", 5 * time.Second, 400, OutcomeError, regexp.MustCompile(`^postgres check: bad max_lag ""`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := NewRegistry(tt.opts)["postgres"].Check(checkCtx(t, tt.timeout), Target{Service: "db", Port: tt.port, Query: tt.query, RawQuery: tt.rawQuery})
+			if err != nil {
+				t.Fatalf("Check: %v", err)
+			}
+			if got.Code != tt.wantCode || got.Outcome != tt.outcome || !tt.msg.MatchString(got.Message) {
+				t.Errorf("Check = %+v, want code %d, outcome %s, message matching %s", got, tt.wantCode, tt.outcome, tt.msg)
+			}
+			if strings.Contains(got.Message, secretUser) || strings.Contains(got.Message, secretPassword) || strings.ContainsAny(got.Message, "\r\n") {
+				t.Errorf("message %q contains a credential or spans lines", got.Message)
+			}
+		})
+	}
+}
+
+// The role and lag judgement shared by postgres and mysql, over the states a test server
+// cannot easily be put in (a replica, a lagging one).
+func TestRoleResult(t *testing.T) {
+	lag := func(s float64) *float64 { return &s }
+	tests := []struct {
+		name     string
+		role     string
+		want     string
+		lag      *float64
+		maxLag   float64
+		wantCode int
+		msg      string
+	}{
+		{"any role, primary", "primary", "", nil, -1, 200, "DB login OK in 0.001s: primary"},
+		{"any role, replica", "replica", "", lag(3), -1, 200, "DB login OK in 0.001s: replica"},
+		{"replica wanted", "replica", "replica", lag(3), -1, 200, "DB login OK in 0.001s: replica"},
+		{"replica within lag", "replica", "replica", lag(2.5), 5, 200, "DB login OK in 0.001s: replica, 2.500s behind"},
+		{"replica at lag", "replica", "replica", lag(5), 5, 200, "DB login OK in 0.001s: replica, 5.000s behind"},
+		{"replica beyond lag", "replica", "replica", lag(5.001), 5, 500, "DB replica is 5.001s behind, more than max_lag 5s"},
+		{"replica, lag unknown", "replica", "replica", nil, 0.5, 500, "DB replica lag unknown (max_lag 0.5s)"},
+		{"any role, lagging replica", "replica", "", lag(60), 5, 500, "DB replica is 60.000s behind, more than max_lag 5s"},
+		{"primary wanted, replica", "replica", "primary", lag(0), -1, 500, "DB is a replica, not a primary"},
+		{"replica wanted, primary", "primary", "replica", nil, 5, 500, "DB is a primary, not a replica"},
+		{"primary, lag ignored", "primary", "primary", nil, 0, 200, "DB login OK in 0.001s: primary"},
+		{"lag in the future (clock skew)", "replica", "replica", lag(-2), 5, 200, "DB login OK in 0.001s: replica, -2.000s behind"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := roleResult("DB", tt.role, tt.want, tt.lag, tt.maxLag, time.Millisecond)
+			if got.Code != tt.wantCode || got.Message != tt.msg {
+				t.Errorf("roleResult = %d %q, want %d %q", got.Code, got.Message, tt.wantCode, tt.msg)
+			}
+			wantOutcome := OutcomeOK
+			if tt.wantCode != 200 {
+				wantOutcome = OutcomeUpstreamFail
+			}
+			if got.Outcome != wantOutcome {
+				t.Errorf("outcome %s, want %s", got.Outcome, wantOutcome)
+			}
+		})
+	}
+}
