@@ -1,10 +1,13 @@
 package check
 
 import (
+	"database/sql"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 func TestMySQLAgainstMariaDB(t *testing.T) {
@@ -34,6 +37,37 @@ func TestMySQLAgainstMariaDB(t *testing.T) {
 				t.Errorf("message %q contains a credential", got.Message)
 			}
 		})
+	}
+}
+
+func TestMySQLRolesAgainstMariaDB(t *testing.T) {
+	port := requireMariaDB(t)
+	root := Options{MySQLUsername: "root"}
+	runProtocolCases(t, NewRegistry(root), []protocolCase{
+		{name: "primary", protocol: "mysql", port: port, query: "primary", wantCode: 200, outcome: OutcomeOK, msg: regexp.MustCompile(`^MySQL login OK in \d+\.\d{3}s: primary$`)},
+		{name: "any role with max_lag", protocol: "mysql", port: port, rawQuery: "max_lag=5", wantCode: 200, outcome: OutcomeOK, msg: regexp.MustCompile(`^MySQL login OK in \d+\.\d{3}s: primary$`)},
+		{name: "replica asked of a primary", protocol: "mysql", port: port, query: "replica", wantCode: 500, outcome: OutcomeUpstreamFail, msg: regexp.MustCompile(`^MySQL is a primary, not a replica$`)},
+		{name: "replica with lag asked of a primary", protocol: "mysql", port: port, query: "replica", rawQuery: "max_lag=1", wantCode: 500, outcome: OutcomeUpstreamFail, msg: regexp.MustCompile(`^MySQL is a primary, not a replica$`)},
+		{name: "unknown query", protocol: "mysql", port: port, query: "master", wantCode: 400, outcome: OutcomeError, msg: regexp.MustCompile(`^mysql check: unknown query "master": want primary or replica$`)},
+		{name: "bad max_lag", protocol: "mysql", port: port, query: "replica", rawQuery: "max_lag=Inf", wantCode: 400, outcome: OutcomeError, msg: regexp.MustCompile(`^mysql check: bad max_lag "Inf"`)},
+	})
+}
+
+// A server that replicates from nothing has an unknown lag: SHOW REPLICA STATUS (or its older
+// name) runs and returns no channel.
+func TestMySQLReplicaLagOfAPrimary(t *testing.T) {
+	port := requireMariaDB(t)
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Net, cfg.Addr = "root", "tcp", localAddr(port)
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(connector)
+	t.Cleanup(func() { _ = db.Close() })
+	lag, err := replicaLag(checkCtx(t, 10*time.Second), db)
+	if err != nil || lag != nil {
+		t.Errorf("replicaLag = %v, %v; want nil, nil", lag, err)
 	}
 }
 

@@ -15,7 +15,8 @@ import (
 const DefaultBodyLimit = 4096
 
 // Options configures the checkers NewRegistry builds. The zero value is usable: no version in
-// the User-Agent, no service-name header, mysql answering "no username", a 4 KiB body cap.
+// the User-Agent, no service-name header, mysql and postgres answering "no username", a 4 KiB
+// body cap.
 type Options struct {
 	Version           string // hacheck's version, sent as User-Agent: hacheck/<Version>
 	ServiceNameHeader string // when set, http(s) checks send <ServiceNameHeader>: <service>
@@ -25,7 +26,8 @@ type Options struct {
 	// PostgresUsername empty means "not configured"; PostgresDatabase empty means
 	// DefaultPostgresDatabase.
 	PostgresUsername, PostgresPassword, PostgresDatabase string
-	BodyLimit                                            int64 // cap on the upstream http(s) body kept; 0 means DefaultBodyLimit
+
+	BodyLimit int64 // cap on the upstream http(s) body kept; 0 means DefaultBodyLimit
 }
 
 // NewRegistry returns every protocol hacheck knows, configured by opts. This is the one place
