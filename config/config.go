@@ -60,6 +60,9 @@ type Config struct {
 	// asking for the guard) takes this host's server out; default 0: only the last usable
 	// server is protected.
 	MinRemainingWeight Int `yaml:"min_remaining_weight" want:"must be an integer from 0 to 1000000"`
+	// MaxMarkAge flags, in /status, a mark without an expiration that is older than this: a
+	// maintenance someone forgot to end. 0 (default) flags none.
+	MaxMarkAge Duration `yaml:"max_mark_age" want:"must be a number of seconds >= 0 or a duration like \"12h\" (0: off)"`
 }
 
 const (
@@ -187,6 +190,9 @@ func (c Config) problems() []problem {
 	}
 	if c.MinRemainingWeight < 0 || c.MinRemainingWeight > maxLabelValues {
 		bad("min_remaining_weight", strconv.Itoa(int(c.MinRemainingWeight)))
+	}
+	if c.MaxMarkAge < 0 {
+		bad("max_mark_age", fmtSeconds(c.MaxMarkAge))
 	}
 	return ps
 }

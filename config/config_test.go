@@ -525,3 +525,20 @@ func TestEveryKeyDecodesItself(t *testing.T) {
 		}
 	}
 }
+
+func TestMaintenanceKeys(t *testing.T) {
+	cfg, warnings, err := Parse([]byte("min_remaining_weight: 3\nmax_mark_age: 12h\n"))
+	if err != nil || len(warnings) != 0 || cfg.MinRemainingWeight != 3 || time.Duration(cfg.MaxMarkAge) != 12*time.Hour {
+		t.Fatalf("Parse = %+v, %q, %v", cfg, warnings, err)
+	}
+	for text, want := range map[string]string{
+		"min_remaining_weight: -1":   "config key min_remaining_weight: must be an integer from 0 to 1000000, got -1",
+		"min_remaining_weight: lots": "config key min_remaining_weight: must be an integer from 0 to 1000000",
+		"max_mark_age: -5":           "config key max_mark_age: must be a number of seconds >= 0",
+		"max_mark_age: forever":      "config key max_mark_age: must be a number of seconds >= 0",
+	} {
+		if _, _, err := Parse([]byte(text)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%q) = %v, want an error containing %q", text, err, want)
+		}
+	}
+}

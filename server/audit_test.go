@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +109,33 @@ func TestAuditEverySpoolChange(t *testing.T) {
 		if !strings.Contains(metrics, series) {
 			t.Errorf("/metrics lacks %s", series)
 		}
+	}
+}
+
+func TestStatusFlagsOldMarks(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.MaxMarkAge = config.Duration(time.Hour) })
+	write := func(name, content string) {
+		t.Helper()
+		if err := writeMarkFile(ts.store.Root(), name, content); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := float64(time.Now().Add(-2 * time.Hour).Unix())
+	write("forgotten", `{"reason": "kernel", "creation": `+strconv.FormatFloat(old, 'f', 0, 64)+`, "expiration": null}`)
+	write("expires", `{"reason": "deploy", "creation": `+strconv.FormatFloat(old, 'f', 0, 64)+`, "expiration": 4102444800}`)
+	write("fresh", `{"reason": "now", "creation": `+strconv.FormatInt(time.Now().Unix(), 10)+`}`)
+	_, body, _ := ts.get(t, "/status")
+	var status struct {
+		OldMarks []struct {
+			Mark       string  `json:"mark"`
+			Reason     string  `json:"reason"`
+			AgeSeconds float64 `json:"age_seconds"`
+		} `json:"old_marks"`
+	}
+	if err := json.Unmarshal([]byte(body), &status); err != nil {
+		t.Fatal(err)
+	}
+	if len(status.OldMarks) != 1 || status.OldMarks[0].Mark != "forgotten" || status.OldMarks[0].Reason != "kernel" || status.OldMarks[0].AgeSeconds < 7200 {
+		t.Fatalf("old_marks = %+v, want only the 2h-old mark without an expiration", status.OldMarks)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hacheck/hacheck/metrics"
+	"github.com/hacheck/hacheck/spool"
 )
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -42,10 +43,38 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	status["marks"] = len(marks)
 	status["unreadable_marks"] = unreadable
+	status["old_marks"] = oldMarks(marks, time.Duration(s.cfg.Load().MaxMarkAge), time.Now())
 	if err != nil {
 		status["spool_error"] = err.Error()
 	}
 	writeJSON(w, http.StatusOK, status)
+}
+
+// oldMark is a mark without an expiration that has been in place longer than max_mark_age:
+// most likely a maintenance someone forgot to end.
+type oldMark struct {
+	Mark       string  `json:"mark"`
+	Reason     string  `json:"reason"`
+	Creation   float64 `json:"creation"`
+	AgeSeconds float64 `json:"age_seconds"`
+}
+
+// oldMarks flags the marks without an expiration older than maxAge (0: none). A mark with an
+// expiration ends by itself, and an unreadable one is reported as such already.
+func oldMarks(marks []spool.Mark, maxAge time.Duration, now time.Time) []oldMark {
+	out := []oldMark{}
+	if maxAge <= 0 {
+		return out
+	}
+	for _, m := range marks {
+		if m.Err != nil || !m.Expiration.IsZero() || m.Creation.IsZero() {
+			continue
+		}
+		if age := now.Sub(m.Creation); age > maxAge {
+			out = append(out, oldMark{m.Name(), m.Reason, float64(m.Creation.UnixNano()) / 1e9, age.Seconds()})
+		}
+	}
+	return out
 }
 
 func (s *Server) handleStatusCount(w http.ResponseWriter, r *http.Request) {
