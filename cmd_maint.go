@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hacheck/hacheck/audit"
+	"github.com/hacheck/hacheck/lb"
 	"github.com/hacheck/hacheck/lbwait"
 )
 
@@ -118,13 +119,13 @@ func guard(e *env, f lbFlags, services []string, port int) error {
 		if err != nil {
 			return fmt.Errorf("disruption guard: %w (--force skips it)", err)
 		}
-		var lines []lbwait.Server
+		var lines []lb.Server
 		for _, s := range snap.Servers {
 			if port == 0 || s.Port == port {
 				lines = append(lines, s)
 			}
 		}
-		if err := lbwait.Guard(lines, snap.MinRemainingWeight); err != nil {
+		if err := lb.Guard(lines, snap.MinRemainingWeight); err != nil {
 			return &refusedError{fmt.Sprintf("refusing to take %s down: %v; nothing written (--force overrides)", target(svc, port), err)}
 		}
 	}

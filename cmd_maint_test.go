@@ -127,7 +127,7 @@ func TestGuard(t *testing.T) {
 	})
 	r := newRunner(t)
 	res := r.run("hadown", "-r", "x", "-p", port, "-P", "8080", "web")
-	if res.code != exitRefused || !strings.Contains(res.stderr, "be_solo on lb1 would have no usable server left") || strings.Count(res.stderr, "\n") != 1 {
+	if res.code != exitRefused || !strings.Contains(res.stderr, "backend be_solo on load balancer lb1 would have no usable server left") || strings.Count(res.stderr, "\n") != 1 {
 		t.Fatalf("hadown of a backend's last server = %+v, want exit 4 and one line", res)
 	}
 	if marks := r.marks(t); len(marks) != 0 {

@@ -137,34 +137,6 @@ func TestWaitPollsUntilDone(t *testing.T) {
 	}
 }
 
-func TestGuard(t *testing.T) {
-	srv := func(node, name string, port int, state string, w, total int) Server {
-		return Server{Node: node, Server: name, Port: port, State: state, Weight: w, TotalWeight: total}
-	}
-	for _, tc := range []struct {
-		name    string
-		servers []Server
-		min     int
-		want    string // "" = allowed; else a substring of the refusal
-	}{
-		{"no load balancer", nil, 0, ""},
-		{"one of two", []Server{srv("lb1", "be/a", 1, "UP", 1, 2)}, 0, ""},
-		{"the last server", []Server{srv("lb1", "be_solo/a", 1, "UP", 1, 1)}, 0, "be_solo on lb1 would have no usable server left"},
-		{"both servers of a backend on this host", []Server{srv("lb1", "be/a", 1, "UP", 1, 2), srv("lb1", "be/b", 2, "UP", 1, 2)}, 0, "be on lb1 would have no usable server left"},
-		{"already DOWN takes nothing away", []Server{srv("lb1", "be_solo/a", 1, "DOWN", 1, 0)}, 0, ""},
-		{"below min_remaining_weight", []Server{srv("lb2", "be/a", 1, "UP", 10, 25)}, 20, "be on lb2 would keep weight 15 of 25, below min_remaining_weight 20"},
-		{"at min_remaining_weight", []Server{srv("lb2", "be/a", 1, "UP", 10, 30)}, 20, ""},
-		{"one load balancer of two", []Server{srv("lb1", "be/a", 1, "UP", 1, 2), srv("lb2", "be/a", 1, "UP", 1, 1)}, 0, "be on lb2"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := Guard(tc.servers, tc.min)
-			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
-				t.Errorf("Guard = %v, want %q", err, tc.want)
-			}
-		})
-	}
-}
-
 func FuzzReplyWords(f *testing.F) {
 	for _, s := range []string{"maint # x\n", "up, ready 30%", "", "#", ",,, \t"} {
 		f.Add(s)
