@@ -60,7 +60,11 @@ func TestAuditEverySpoolChange(t *testing.T) {
 		t.Fatalf("POST down: %s", resp.Status)
 	}
 	// Another writer: an old tool writing plain text, then removing it.
-	if err := os.WriteFile(filepath.Join(ts.store.Root(), "api"), []byte("by hand"), 0o644); err != nil {
+	tmp := filepath.Join(ts.store.Root(), ".api.tmp")
+	if err := os.WriteFile(tmp, []byte("by hand"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(ts.store.Root(), "api")); err != nil {
 		t.Fatal(err)
 	}
 	waitAudit := func(n int) []map[string]any {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -68,22 +69,29 @@ func (cw *ChangeWatcher) Run(ctx context.Context, report func(Change)) error {
 	defer stop()
 	buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
 	for {
-		n, err := cw.file.Read(buf)
-		if errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("watch %s for changes: %w", cw.store.root, err)
-		}
+		// Block for the first event, then take the ones that follow within settle: a writer
+		// that rewrites a file in place (create or truncate, then write) is seen once, with
+		// what it wrote, not once empty and again full.
 		gone := false
-		for off := 0; off+unix.SizeofInotifyEvent <= n; {
-			// struct inotify_event: wd int32, mask uint32, cookie uint32, len uint32, name.
-			mask := binary.NativeEndian.Uint32(buf[off+4:])
-			nameLen := int(binary.NativeEndian.Uint32(buf[off+12:]))
-			if mask&(unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_UNMOUNT) != 0 {
-				gone = true
+		for first := true; ; first = false {
+			deadline := time.Time{}
+			if !first {
+				deadline = time.Now().Add(settle)
 			}
-			off += unix.SizeofInotifyEvent + nameLen
+			if err := cw.file.SetReadDeadline(deadline); err != nil {
+				return fmt.Errorf("watch %s for changes: %w", cw.store.root, err)
+			}
+			n, err := cw.file.Read(buf)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("watch %s for changes: %w", cw.store.root, err)
+			}
+			gone = gone || rootGone(buf[:n])
 		}
 		for _, c := range cw.diff() {
 			report(c)
@@ -92,6 +100,22 @@ func (cw *ChangeWatcher) Run(ctx context.Context, report func(Change)) error {
 			return fmt.Errorf("watch %s for changes: the directory was removed or moved", cw.store.root)
 		}
 	}
+}
+
+// settle is how long Run waits for further events after one before it reads the root.
+const settle = 20 * time.Millisecond
+
+// rootGone reports whether the events in buf say the watched directory itself went away.
+func rootGone(buf []byte) bool {
+	for off := 0; off+unix.SizeofInotifyEvent <= len(buf); {
+		// struct inotify_event: wd int32, mask uint32, cookie uint32, len uint32, name.
+		mask := binary.NativeEndian.Uint32(buf[off+4:])
+		if mask&(unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_UNMOUNT) != 0 {
+			return true
+		}
+		off += unix.SizeofInotifyEvent + int(binary.NativeEndian.Uint32(buf[off+12:]))
+	}
+	return false
 }
 
 // Own runs fn, a change this process makes to the mark of (service, port) and reports itself,

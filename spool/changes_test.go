@@ -63,8 +63,14 @@ func TestChangeWatcherReportsOtherWriters(t *testing.T) {
 	}{
 		{"a new mark", func() error { _, err := s.Down("web", 8080, "disk", time.Time{}); return err }, changeEvent{"web:8080", "", "disk"}},
 		{"a rewrite", func() error { _, err := s.Down("web", 8080, "disk swap", time.Time{}); return err }, changeEvent{"web:8080", "disk", "disk swap"}},
+		// Written whole (temp file and rename) so that the test does not depend on how fast an
+		// in-place write follows its create.
 		{"a plain-text file from an old tool", func() error {
-			return os.WriteFile(filepath.Join(root, "legacy"), []byte("by hand\n"), 0o644)
+			tmp := filepath.Join(root, ".legacy.tmp")
+			if err := os.WriteFile(tmp, []byte("by hand\n"), 0o644); err != nil {
+				return err
+			}
+			return os.Rename(tmp, filepath.Join(root, "legacy"))
 		}, changeEvent{"legacy", "", "by hand"}},
 		{"a removal", func() error { _, err := s.Up("old", 0); return err }, changeEvent{"old", "there before", ""}},
 	}
