@@ -12,6 +12,7 @@ import (
 
 	"github.com/hacheck/hacheck/audit"
 	"github.com/hacheck/hacheck/check"
+	"github.com/hacheck/hacheck/lbwait"
 	"github.com/hacheck/hacheck/spool"
 )
 
@@ -56,6 +57,11 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	opts, err := parseSpoolOptions(r.PostForm)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	var change func() (any, error)
 	// What the change did, for the audit: the mark written, or whether one was removed.
 	var (
@@ -77,6 +83,14 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		reason := r.PostForm.Get("reason")
+		if opts.guard {
+			// Asked for: a client that does not ask keeps what it always got.
+			if err := s.guardChange(service, port); err != nil {
+				log.Warn().Err(err).Msg("remote spool change refused by the disruption guard")
+				http.Error(w, oneLine(fmt.Sprintf("refusing to mark %s down: %v; nothing written", spoolTarget(service, port), err)), http.StatusConflict)
+				return
+			}
+		}
 		change = func() (any, error) {
 			m, err := s.store.DownSince(service, port, reason, expiration, creation)
 			written = &m
@@ -102,6 +116,7 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, oneLine(err.Error()), code)
 		return
 	}
+	changedAt := time.Now()
 	if written != nil || removed {
 		// Who: the client's address, and whether it presented the configured token (every
 		// request that got here did, when one is configured).
@@ -110,9 +125,34 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 		if written != nil {
 			ch.Action, ch.Reason, ch.Expiration = audit.ActionOf(*written), written.Reason, written.Expiration
 		}
+		ch.Guarded = opts.guard && written != nil
 		s.auditHTTP(ch)
 	}
+	if opts.wait > 0 {
+		// The change is made whatever the wait says: 200 once every load balancer reported
+		// it, 504 (with what is pending) when the time ran out.
+		target := lbwait.Up
+		if written != nil {
+			target = lbwait.Down
+		}
+		wr := s.waitChange(r.Context(), service, port, target, changedAt, opts.wait)
+		out, _ := result.(map[string]any)
+		out["wait"] = wr
+		code := http.StatusOK
+		if !wr.Done {
+			code = http.StatusGatewayTimeout
+		}
+		writeJSON(w, code, out)
+		return
+	}
 	writeJSON(w, http.StatusOK, result)
+}
+
+func spoolTarget(service string, port int) string {
+	if port == 0 {
+		return service
+	}
+	return service + ":" + strconv.Itoa(port)
 }
 
 func formTime(text string) (time.Time, error) {

@@ -1,0 +1,76 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/hacheck/hacheck/lb"
+	"github.com/hacheck/hacheck/lbwait"
+)
+
+// maxSpoolWait bounds POST /spool's wait=: the server's write timeout leaves room for it.
+const maxSpoolWait = 300 * time.Second
+
+// spoolWaitInterval is how often a waiting POST looks at what the load balancers reported.
+const spoolWaitInterval = 50 * time.Millisecond
+
+// spoolOptions are POST /spool's safe-maintenance fields; both are off unless asked for, so
+// existing clients see no change.
+type spoolOptions struct {
+	guard bool          // guard=1: refuse (409) what hadown would refuse
+	wait  time.Duration // wait=<seconds>: answer once the load balancers saw it
+}
+
+func parseSpoolOptions(form url.Values) (spoolOptions, error) {
+	var o spoolOptions
+	switch g := form.Get("guard"); g {
+	case "", "0", "false":
+	case "1", "true":
+		o.guard = true
+	default:
+		return o, fmt.Errorf("guard must be 1 or 0, got %q", g)
+	}
+	if text := form.Get("wait"); text != "" {
+		sec, err := strconv.ParseFloat(text, 64)
+		if err != nil || !(sec > 0) || sec > maxSpoolWait.Seconds() {
+			return o, fmt.Errorf("wait must be a number of seconds above 0 and at most %.0f, got %q", maxSpoolWait.Seconds(), text)
+		}
+		o.wait = time.Duration(sec * float64(time.Second))
+	}
+	return o, nil
+}
+
+// guardChange is the disruption guard hadown applies, from what this server's load balancers
+// reported: nil, or a *lb.GuardError naming each backend and load balancer.
+func (s *Server) guardChange(service string, port int) error {
+	snap := s.lb.Snapshot(service, port, time.Now())
+	return lb.Guard(snap.Servers, int(s.cfg.Load().MinRemainingWeight))
+}
+
+// waitResult is the "wait" member of a POST /spool answer.
+type waitResult struct {
+	Done    bool     `json:"done"`
+	Nobody  bool     `json:"nobody"` // no load balancer checked the service within the window
+	Lines   int      `json:"lines"`
+	Agents  int      `json:"agents"`
+	Pending []string `json:"pending"` // each server line or agent not there yet
+}
+
+// waitChange waits up to d for every load balancer that checks (service, port) to report the
+// change made at the time given, as hadown --wait does. ok is false when the time ran out or
+// the client went away.
+func (s *Server) waitChange(ctx context.Context, service string, port int, target lbwait.Target, at time.Time, d time.Duration) waitResult {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	c := lbwait.Change{Service: service, Port: port, Target: target, At: at}
+	p, _ := lbwait.Wait(ctx, c, spoolWaitInterval, func(context.Context) (lbwait.Snapshot, error) {
+		return s.lb.Snapshot(service, port, time.Now()), nil
+	})
+	if p.Pending == nil {
+		p.Pending = []string{}
+	}
+	return waitResult{Done: p.Done, Nobody: p.Nobody, Lines: p.Lines, Agents: p.Agents, Pending: p.Pending}
+}
