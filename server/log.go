@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 )
 
@@ -45,12 +46,9 @@ func NewLogger(logPath string, verbose bool) (zerolog.Logger, io.Closer, error) 
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), closer, nil
 }
 
-// isTerminal uses the character-device bit rather than an ioctl so no terminal package is
-// needed; /dev/null also qualifies, which only changes the format of discarded lines.
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
+// isTerminal decides between the console format and JSON lines: only a terminal gets the
+// console format; files, pipes, journald and /dev/null get JSON.
+func isTerminal(f *os.File) bool { return isatty.IsTerminal(f.Fd()) }
 
 // stdStream is the Closer for stdout and stderr, which outlive every logger.
 type stdStream struct{}
