@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/user"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/hacheck/hacheck/audit"
 	"github.com/hacheck/hacheck/lbwait"
 	"github.com/hacheck/hacheck/spool"
+	"github.com/prometheus/common/model"
 )
 
 // The spool commands: up (haup), down (hadown), status (hastatus) and downed (hashowdowned).
@@ -63,17 +63,16 @@ func (c *upCmd) Run(e *env) error {
 type downCmd struct {
 	spoolFlags
 	lbFlags
-	Sessions       bool          `help:"With --wait, also wait until the load balancers report no current sessions on the server."`
-	Force          bool          `help:"Skip the disruption guard: mark down even if a load balancer would lose its last usable server."`
-	ServicePort    int           `short:"P" name:"service-port" default:"0" help:"Mark only this instance (port) down; 0 means the whole service."`
-	Reason         string        `short:"r" help:"Why the service is down; shown to HAProxy and in /metrics. Default: the user running the command."`
-	Expiration     *int64        `short:"e" xor:"expiry" help:"Unix time at which the mark stops counting."`
-	For            string        `name:"for" xor:"expiry" placeholder:"DURATION" help:"Mark down for this long, e.g. 30m, 2h, 1d12h."`
-	JSON           bool          `name:"json" help:"Print the written marks as JSON."`
-	NonhumansFile  string        `name:"nonhumans-file" default:"/etc/nonhumans" hidden:"" help:"Accounts that must give a --reason."`
-	Services       []string      `arg:"" name:"service" help:"Service names; 'all' marks every service on this host down."`
-	expirationTime time.Time     `kong:"-"`
-	forDuration    time.Duration `kong:"-"`
+	Sessions       bool      `help:"With --wait, also wait until the load balancers report no current sessions on the server."`
+	Force          bool      `help:"Skip the disruption guard: mark down even if a load balancer would lose its last usable server."`
+	ServicePort    int       `short:"P" name:"service-port" default:"0" help:"Mark only this instance (port) down; 0 means the whole service."`
+	Reason         string    `short:"r" help:"Why the service is down; shown to HAProxy and in /metrics. Default: the user running the command."`
+	Expiration     *int64    `short:"e" xor:"expiry" help:"Unix time at which the mark stops counting."`
+	For            string    `name:"for" xor:"expiry" placeholder:"DURATION" help:"Mark down for this long, e.g. 30m, 2h, 1d12h, 1w."`
+	JSON           bool      `name:"json" help:"Print the written marks as JSON."`
+	NonhumansFile  string    `name:"nonhumans-file" default:"/etc/nonhumans" hidden:"" help:"Accounts that must give a --reason."`
+	Services       []string  `arg:"" name:"service" help:"Service names; 'all' marks every service on this host down."`
+	expirationTime time.Time `kong:"-"`
 }
 
 func (c *downCmd) Run(e *env) error {
@@ -256,31 +255,22 @@ func validateTargets(services []string, port int) error {
 	return nil
 }
 
-var daysPrefix = regexp.MustCompile(`^(\d+)d`)
-
-// parseFriendlyDuration is time.ParseDuration plus a leading whole number of days ("1d12h"),
-// which operators planning maintenance windows reach for.
+// parseFriendlyDuration reads --for: Prometheus's duration syntax, whose days and weeks
+// ("1d12h", "2w") are what maintenance windows are planned in, or else Go's, for fractions
+// ("1.5h").
 func parseFriendlyDuration(s string) (time.Duration, error) {
-	var d time.Duration
-	if m := daysPrefix.FindStringSubmatch(s); m != nil {
-		days, err := strconv.Atoi(m[1])
-		if err != nil || days > 100000 {
-			return 0, errors.New("too many days")
-		}
-		d = time.Duration(days) * 24 * time.Hour
-		s = s[len(m[0]):]
-	}
-	if s != "" {
-		rest, err := time.ParseDuration(s)
-		if err != nil {
+	d, err := model.ParseDuration(s)
+	if err != nil {
+		std, stdErr := time.ParseDuration(s)
+		if stdErr != nil {
 			return 0, errors.New("not a duration like 30m, 2h or 1d12h")
 		}
-		d += rest
+		d = model.Duration(std)
 	}
 	if d <= 0 {
 		return 0, errors.New("must be positive")
 	}
-	return d, nil
+	return time.Duration(d), nil
 }
 
 // defaultReason is who ran the command: $SUDO_USER, else $SSH_USER, else the effective user. A
