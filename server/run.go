@@ -49,7 +49,8 @@ func Run(ctx context.Context, opts RunOptions, stderr io.Writer) error {
 	if err != nil {
 		return &ConfigError{fmt.Errorf("config key log_path: %w", err)}
 	}
-	defer logCloser.Close()
+	// A reload may replace logCloser: close whichever is in use when Run returns.
+	defer func() { logCloser.Close() }()
 	for _, w := range warnings {
 		logger.Warn().Str("config", opts.ConfigPath).Msg(w)
 	}

@@ -152,6 +152,62 @@ func TestRunReloadsConfig(t *testing.T) {
 	}
 }
 
+// A reload that moves log_path closes the old file; stopping closes whichever file is in use
+// then.
+func TestRunReloadMovesTheLog(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("needs /proc/self/fd to see which files are open")
+	}
+	dir := t.TempDir()
+	first, second := filepath.Join(dir, "first.log"), filepath.Join(dir, "second.log")
+	cfg := filepath.Join(dir, "hacheck.yml")
+	if err := os.WriteFile(cfg, []byte("log_path: "+first+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ports, reload, stop := runServer(t, cfg)
+	if n := openFiles(t, first); n != 1 {
+		t.Fatalf("%s open %d times while in use, want 1", first, n)
+	}
+	if err := os.WriteFile(cfg, []byte("log_path: "+second+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	base := "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	for deadline := time.Now().Add(5 * time.Second); ; runtimeYield() {
+		if _, body := httpGet(t, base+"/metrics"); strings.Contains(body, "hacheck_config_last_reload_successful 1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reload never reported success")
+		}
+	}
+	if n, m := openFiles(t, first), openFiles(t, second); n != 0 || m != 1 {
+		t.Fatalf("after the reload: %s open %d times (want 0), %s open %d times (want 1)", first, n, second, m)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := openFiles(t, second); n != 0 {
+		t.Fatalf("%s still open %d times after Run returned", second, n)
+	}
+}
+
+// openFiles counts this process's descriptors open on path.
+func openFiles(t *testing.T, path string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && target == path {
+			n++
+		}
+	}
+	return n
+}
+
 func TestRunRefusesBadConfig(t *testing.T) {
 	config := filepath.Join(t.TempDir(), "bad.yml")
 	os.WriteFile(config, []byte("check_timeout: 0\n"), 0o600)
