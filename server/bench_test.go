@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -74,7 +75,8 @@ func BenchmarkServeHTTPSendState(b *testing.B) {
 
 // BenchmarkCheckRequest is a check request as HAProxy makes it, over a real loopback
 // connection (keep-alive, so connection setup does not drown the difference), with hacheck's
-// instrumentation on and off: the cost of metrics on what a check really costs. The client
+// instrumentation on and off (off: the answer alone, with nothing counted for metrics,
+// /recent or /status/count): what counting costs on what a check really costs. The client
 // writes pre-built bytes and reads with a bare bufio parse, so little of ns/op is its own.
 func BenchmarkCheckRequest(b *testing.B) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
@@ -89,11 +91,16 @@ func BenchmarkCheckRequest(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				store := watchedStore(b)
 				srv := New(config.Default(), Options{Store: store, Version: "bench", Logger: zerolog.Nop()})
-				if !instrumented {
-					srv.uninstrumented = true
+				var addr string
+				var shutdown func() error
+				if instrumented {
+					addr, shutdown = serve(b, srv, 5*time.Second)
+				} else {
+					// The same server and pipeline with no observer, answering checks and
+					// counting nothing: no metrics, /recent, /status/count or log.
 					srv.pipeline = check.NewPipeline(store, pipelineSettings(config.Default(), "bench"), nil)
+					addr, shutdown = serveAnswersOnly(b, srv)
 				}
-				addr, shutdown := serve(b, srv, 5*time.Second)
 				defer shutdown()
 				request := []byte("GET " + path + " HTTP/1.1\r\nHost: lb\r\n\r\n")
 				b.SetParallelism(8) // enough connections to keep the server busy, as a fleet does
@@ -119,6 +126,30 @@ func BenchmarkCheckRequest(b *testing.B) {
 				})
 			})
 		}
+	}
+}
+
+// serveAnswersOnly serves srv's check answers with none of what handleCheck records, on the
+// server's own http.Server settings and a wrapped listener.
+func serveAnswersOnly(b *testing.B, srv *Server) (addr string, shutdown func() error) {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := srv.httpServer()
+	hs.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		protocol, rest, _ := strings.Cut(r.URL.Path[1:], "/")
+		srv.answerCheck(w, r, protocol, rest, time.Now())
+	})
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(Wrap(l)) }()
+	return l.Addr().String(), func() error {
+		hs.Close()
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
 	}
 }
 

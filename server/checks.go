@@ -9,12 +9,21 @@ import (
 	"unicode/utf8"
 
 	"github.com/hacheck/hacheck/check"
-	"github.com/hacheck/hacheck/metrics"
 	"github.com/hacheck/hacheck/spool"
 )
 
+// handleCheck answers a check request, then counts it: metrics, /recent and /status/count,
+// and the log.
 func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, rest string) {
 	start := time.Now()
+	if answer, service, ok := s.answerCheck(w, r, protocol, rest, start); ok {
+		s.recordCheck(r, protocol, service, answer, start)
+	}
+}
+
+// answerCheck writes the pipeline's answer to a check request; false for a request that is
+// not a check (a method other than GET or HEAD), which is answered and not counted.
+func (s *Server) answerCheck(w http.ResponseWriter, r *http.Request, protocol, rest string, start time.Time) (answer check.Answer, service string, ok bool) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		allow := "GET, HEAD"
 		if protocol == "spool" && strings.HasSuffix(r.URL.Path, "/status") {
@@ -22,11 +31,11 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, r
 		}
 		w.Header().Set("Allow", allow)
 		http.Error(w, "method not allowed: checks are GET", http.StatusMethodNotAllowed)
-		return
+		return answer, "", false
 	}
-	service, rest, _ := strings.Cut(rest, "/")
+	service, rest, _ = strings.Cut(rest, "/")
 	port, query, _ := strings.Cut(rest, "/")
-	answer := s.pipeline.Answer(check.Request{
+	answer = s.pipeline.Answer(check.Request{
 		Protocol: protocol,
 		Service:  service,
 		Port:     port,
@@ -54,13 +63,16 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, r
 	if r.Method != http.MethodHead {
 		io.WriteString(w, answer.Body)
 	}
+	return answer, service, true
+}
+
+// recordCheck counts an answered check: its metrics, its place in /recent and /status/count,
+// and the log lines it calls for.
+func (s *Server) recordCheck(r *http.Request, protocol, service string, answer check.Answer, start time.Time) {
 	source := remoteAddr(r)
 	// time.Since reads only the monotonic clock; the end for /recent is derived from it.
 	elapsed := time.Since(start)
-	labels := metrics.RequestLabels{Service: answer.Service}
-	if !s.uninstrumented {
-		labels = s.metrics.ObserveAnswer(answer, source, elapsed)
-	}
+	labels := s.metrics.ObserveAnswer(answer, source, elapsed)
 	if answer.Service != "" {
 		s.metrics.Seen(labels, answer.Code, source, start.Add(elapsed))
 	}

@@ -49,9 +49,6 @@ type Server struct {
 	warnedMarks sync.Map // mark name + error already logged by warnUnreadable
 	warnedCount atomic.Int64
 	timeouts    timeouts
-	// uninstrumented switches metrics off, only so benchmarks can measure what they cost;
-	// New never sets it.
-	uninstrumented bool
 }
 
 // timeouts bound how long slow or idle clients hold a connection; tests shorten them.
