@@ -1,6 +1,6 @@
 package alerts_test
 
-// The alerting rules are code (STYLE.md 11): they pass `promtool check rules` and their unit
+// The alerting rules are code: they pass `promtool check rules` and their unit
 // tests (`promtool test rules`) in `go test ./...`, and every alert carries what an on-call
 // human needs. That their expressions name metrics hacheck exports is checked, together with
 // the dashboards', by dashboards/promql_test.go.

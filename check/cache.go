@@ -12,8 +12,8 @@ import (
 // Failures are cached like successes, so a down service is not hammered either. Expiry uses the
 // monotonic clock (time.Now's reading), so wall-clock jumps neither extend nor cut a TTL.
 //
-// Every check request reads the cache from both cores, so hits take no lock: they look the key
-// up in an immutable map published through an atomic pointer. A key's entry is created once
+// Every check request reads the cache, from every CPU at once, so hits take no lock: they look
+// the key up in an immutable map published through an atomic pointer. A key's entry is created once
 // and its state swapped in place on every refresh, so the published map only needs to change
 // when keys are added or swept; a new key becomes visible there after a number of slower
 // lookups proportional to the cache's size, which keeps republishing amortised O(1) (the

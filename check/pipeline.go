@@ -196,7 +196,8 @@ func (p *Pipeline) Answer(req Request) Answer {
 	return answer.validCode()
 }
 
-// validCode makes a code that is not an HTTP status (100–599) a 503, as the SPEC says.
+// validCode makes a code that is not an HTTP status (100–599) a 503, a "down" every client
+// reads alike: net/http panics on a code below 100, and one above 599 is no status at all.
 func (a Answer) validCode() Answer {
 	if a.Code < 100 || a.Code > 599 {
 		a.Code = http.StatusServiceUnavailable

@@ -132,7 +132,7 @@ func TestExampleConfigLoadsCleanly(t *testing.T) {
 	}
 	// The example promises that, as shipped, it behaves exactly like no config file.
 	assertConfig(t, cfg, Default())
-	// STYLE: every key's default is documented, and the example is where operators look.
+	// Every key's default is documented, and the example is where operators look.
 	for _, f := range fields {
 		key := f.key
 		if !strings.Contains(string(data), "\n"+key+":") {

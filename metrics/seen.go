@@ -25,8 +25,8 @@ type lastCheck struct {
 }
 
 // Seen records, for /recent and /status/count, that the service counted under l answered code
-// to remote at at. l comes from ObserveRequest; a zero RequestLabels with only Service set
-// (uninstrumented benchmarks) works too, with one more lookup.
+// to remote at at. l comes from ObserveRequest; a RequestLabels with only Service set works
+// too, with one more lookup.
 func (m *Metrics) Seen(l RequestLabels, code int, remote netip.Addr, at time.Time) {
 	svc := l.slot
 	if svc == nil {
@@ -49,7 +49,7 @@ func (m *Metrics) Seen(l RequestLabels, code int, remote netip.Addr, at time.Tim
 
 // advanceTo records sec as the last check's second and says whether that moved it (newSecond)
 // or whether sec is the second before the one recorded (late): two requests finishing at a
-// second's boundary on the two cores can be recorded in the opposite order, and /recent must
+// second's boundary on two CPUs can be recorded in the opposite order, and /recent must
 // not step back. A step back of more than a second is the wall clock being set back, and is
 // followed, or /recent would stand still until the clock caught up.
 func (st *seen) advanceTo(sec int64) (newSecond, late bool) {

@@ -29,9 +29,10 @@ import (
 // Not cheaper alternatives that look equivalent: a zero-timeout epoll_wait on an epoll set
 // holding the inotify descriptor costs a third less, but its lockless "anything ready?" check
 // can answer no while another thread's epoll_wait has the ready list moved aside (a known,
-// unfixed kernel race: "eventpoll: Fix epoll_wait() report false negative"), and two cores
-// asking at once is this server's normal state. ppoll with a zero timeout is exact but costs
-// more than the ioctl. FIONREAD counts the queue under the group's lock.
+// unfixed kernel race: "eventpoll: Fix epoll_wait() report false negative"), and checks
+// asking at once from several threads are this server's normal state. ppoll with a zero
+// timeout is exact but costs more than the ioctl. FIONREAD counts the queue under the group's
+// lock.
 
 const watchMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_CLOSE_WRITE |
 	unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
