@@ -303,3 +303,29 @@ func TestMaintenanceWait(t *testing.T) {
 		}
 	})
 }
+
+// TestMaintenanceWaitTiming measures how long `hadown --wait` takes against the two load
+// balancers (inter 200ms fall 2): the figure quoted in the README. A measurement, not a test:
+// it runs only with HACHECK_MAINT_RUNS set to the number of runs.
+func TestMaintenanceWaitTiming(t *testing.T) {
+	runs, _ := strconv.Atoi(os.Getenv("HACHECK_MAINT_RUNS"))
+	if runs <= 0 {
+		t.Skip("set HACHECK_MAINT_RUNS=20 to measure")
+	}
+	s := startMaintSetup(t)
+	port1 := strconv.Itoa(s.app1.port())
+	var took []time.Duration
+	for range runs {
+		r := s.run(t, "hadown", "-r", "timing", "--wait", "-P", port1, "web")
+		if r.code != 0 {
+			t.Fatalf("hadown --wait: exit %d: %s", r.code, r.stderr)
+		}
+		took = append(took, r.took)
+		if r := s.run(t, "haup", "--wait", "-P", port1, "web"); r.code != 0 {
+			t.Fatalf("haup --wait: exit %d: %s", r.code, r.stderr)
+		}
+	}
+	slices.Sort(took)
+	t.Logf("hadown --wait over %d runs (inter 200ms fall 2, two HAProxy): median %v, min %v, max %v, all %v",
+		runs, took[len(took)/2].Round(time.Millisecond), took[0].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), took)
+}
