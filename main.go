@@ -10,19 +10,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
 
+	"github.com/hacheck/hacheck/internal/buildinfo"
 	"github.com/hacheck/hacheck/server"
 	"github.com/hacheck/hacheck/spool"
 )
-
-// version is set at build time with -ldflags "-X main.version=..."; otherwise it comes from the
-// module's build info.
-var version = ""
 
 // Exit codes, documented in the README.
 const (
@@ -71,7 +67,7 @@ type cli struct {
 type versionCmd struct{}
 
 func (versionCmd) Run(e *env) error {
-	fmt.Fprintf(e.stdout, "hacheck %s\n", buildVersion())
+	fmt.Fprintf(e.stdout, "hacheck %s\n", buildinfo.String())
 	return nil
 }
 
@@ -93,15 +89,7 @@ func roundDuration(d time.Duration) time.Duration {
 	return d.Round(time.Second)
 }
 
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
-		return info.Main.Version
-	}
-	return "dev"
-}
+func buildVersion() string { return buildinfo.Version() }
 
 // argsFor puts the subcommand a multi-call name stands for in front of the arguments.
 func argsFor(argv0 string, args []string) (name string, out []string) {

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
-	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hacheck/hacheck/check"
+	"github.com/hacheck/hacheck/internal/buildinfo"
 	"github.com/hacheck/hacheck/spool"
 )
 
@@ -226,17 +226,8 @@ func histogramOpts(name, help string) prometheus.HistogramOpts {
 	}
 }
 
-// vcsRevision is the commit the binary was built from, or "unknown" (e.g. -buildvcs=false).
-func vcsRevision() string {
-	if info, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range info.Settings {
-			if s.Key == "vcs.revision" && s.Value != "" {
-				return s.Value
-			}
-		}
-	}
-	return LabelUnknown
-}
+// vcsRevision is the commit the binary was built from, or "unknown".
+func vcsRevision() string { return buildinfo.Commit() }
 
 // SetOptions applies reloaded limits. Values already admitted keep their series even if a cap
 // was lowered below their number; no new ones are admitted until the count is under the cap.
