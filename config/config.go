@@ -37,6 +37,11 @@ type Config struct {
 	// every error.
 	MySQLUsername Secret `yaml:"mysql_username" want:"must be a string"`
 	MySQLPassword Secret `yaml:"mysql_password" want:"must be a string"`
+	// PostgresUsername and PostgresPassword log in for postgres checks, to PostgresDatabase
+	// (default "postgres"); the username and password are kept out of String and every error.
+	PostgresUsername Secret `yaml:"postgres_username" want:"must be a string"`
+	PostgresPassword Secret `yaml:"postgres_password" want:"must be a string"`
+	PostgresDatabase Text   `yaml:"postgres_database" want:"must be a database name of 1-63 bytes"`
 	// RlimitNofile is the open-files limit to set at startup; see Rlimit.
 	RlimitNofile Rlimit `yaml:"rlimit_nofile" want:"must be \"max\" or a positive integer"`
 	// AllowRemoteSpoolChanges enables POST /spool/...; default false.
@@ -73,9 +78,14 @@ const (
 	defaultCacheTime    = 10 * time.Second
 	defaultCheckTimeout = 10 * time.Second
 	defaultLBWindow     = 30 * time.Second
-	maxLBWindow         = time.Hour
-	maxLabelValues      = 1_000_000
-	maxNetworkNameLen   = 128
+	// defaultPostgresDatabase exists on every PostgreSQL server: initdb creates it.
+	defaultPostgresDatabase = "postgres"
+	// maxPostgresNameLen is PostgreSQL's identifier length (NAMEDATALEN-1); the server cuts
+	// a longer database name, so the check would log in somewhere else than configured.
+	maxPostgresNameLen = 63
+	maxLBWindow        = time.Hour
+	maxLabelValues     = 1_000_000
+	maxNetworkNameLen  = 128
 	// maxConfigBytes keeps `-c /dev/zero` or a runaway generated file from eating memory.
 	maxConfigBytes = 4 << 20
 	// otherNetwork is the label overflowing sources fold into, so no source network may take it.
@@ -90,6 +100,7 @@ func Default() Config {
 		CheckTimeout:      Duration(defaultCheckTimeout),
 		HTTPHeadersToCopy: HeaderNames{"Host"},
 		LogPath:           "stderr",
+		PostgresDatabase:  defaultPostgresDatabase,
 		RemoteSpoolAllowedCIDRs: Prefixes{
 			netip.MustParsePrefix("127.0.0.0/8"),
 			netip.MustParsePrefix("::1/128"),
@@ -166,6 +177,9 @@ func (c Config) problems() []problem {
 	}
 	if c.LogPath == "" || strings.ContainsRune(string(c.LogPath), 0) {
 		bad("log_path", quoteCut(string(c.LogPath)))
+	}
+	if db := string(c.PostgresDatabase); db == "" || len(db) > maxPostgresNameLen || strings.ContainsRune(db, 0) {
+		bad("postgres_database", quoteCut(db))
 	}
 	if _, err := c.RlimitNofile.limit(); err != nil {
 		bad("rlimit_nofile", quoteCut(string(c.RlimitNofile)))

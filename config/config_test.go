@@ -71,6 +71,9 @@ func TestLoadConfigFixtures(t *testing.T) {
 		LogPath:                 "/var/log/hacheck/hacheck.log",
 		MySQLUsername:           "hacheck",
 		MySQLPassword:           "s3cret-pw",
+		PostgresUsername:        "monitor",
+		PostgresPassword:        "pg-s3cret",
+		PostgresDatabase:        "health",
 		RlimitNofile:            "8192",
 		AllowRemoteSpoolChanges: true,
 		RemoteSpoolAllowedCIDRs: mustPrefixes(t, "10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"),
@@ -157,6 +160,9 @@ var badConfigs = []struct {
 	{"log_path list", `log_path: [stderr]`, `line 1: config key log_path: must be "stdout", "stderr" or a file path, got a list`},
 	{"mysql_username map", `mysql_username: {a: b}`, `line 1: config key mysql_username: must be a string, got a mapping`},
 	{"mysql_password bool", `mysql_password: true`, `line 1: config key mysql_password: must be a string, got a boolean`},
+	{"postgres_username map", `postgres_username: {a: b}`, `line 1: config key postgres_username: must be a string, got a mapping`},
+	{"postgres_password bool", `postgres_password: true`, `line 1: config key postgres_password: must be a string, got a boolean`},
+	{"postgres_database list", `postgres_database: [postgres]`, `line 1: config key postgres_database: must be a database name of 1-63 bytes, got a list`},
 	{"rlimit_nofile list", `rlimit_nofile: [max]`, `line 1: config key rlimit_nofile: must be "max" or a positive integer, got a list`},
 	{"allow_remote_spool_changes word", `allow_remote_spool_changes: maybe`, `line 1: config key allow_remote_spool_changes: must be true or false, got "maybe"`},
 	{"allow_remote_spool_changes quoted", `allow_remote_spool_changes: "yes"`, `line 1: config key allow_remote_spool_changes: must be true or false, got "yes"`},
@@ -180,6 +186,8 @@ var badConfigs = []struct {
 	{"bad header to copy", `http_headers_to_copy: [Host, "X-A:"]`, `line 1: config key http_headers_to_copy[1]: must be a valid HTTP header name, got "X-A:"`},
 	{"header copied twice", `http_headers_to_copy: [Host, host]`, `line 1: config key http_headers_to_copy[1]: "host" is listed twice`},
 	{"empty log_path", `log_path: ""`, `line 1: config key log_path: must be "stdout", "stderr" or a file path, got ""`},
+	{"empty postgres_database", `postgres_database: ""`, `line 1: config key postgres_database: must be a database name of 1-63 bytes, got ""`},
+	{"long postgres_database", "postgres_database: " + strings.Repeat("d", 64), `line 1: config key postgres_database: must be a database name of 1-63 bytes, got "` + strings.Repeat("d", 64) + `"`},
 	{"rlimit_nofile lots", `rlimit_nofile: lots`, `line 1: config key rlimit_nofile: must be "max" or a positive integer, got "lots"`},
 	{"rlimit_nofile zero", `rlimit_nofile: 0`, `line 1: config key rlimit_nofile: must be "max" or a positive integer, got "0"`},
 	{"rlimit_nofile negative", `rlimit_nofile: -5`, `line 1: config key rlimit_nofile: must be "max" or a positive integer, got "-5"`},
@@ -245,7 +253,7 @@ var badFiles = map[string]string{
 		`line 3: config key check_timeout: must be a number of seconds > 0 and <= 300 or a duration like "1.5s", got 0; ` +
 		`line 4: config key max_services: must be an integer from 1 to 1000000, got 0; ` +
 		`line 6: config key source_networks: network name "other" is reserved for sources beyond max_source_ips`,
-	"invalid-secret-types.yml": `line 2: config key mysql_password: must be a string, got a list; line 3: config key remote_spool_token: must be a string, got a mapping`,
+	"invalid-secret-types.yml": `line 2: config key mysql_password: must be a string, got a list; line 3: config key remote_spool_token: must be a string, got a mapping; line 4: config key postgres_password: must be a string, got a list`,
 }
 
 func TestLoadConfigRefusesBadFiles(t *testing.T) {
@@ -397,6 +405,7 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 	err := Config{}.Validate()
 	want := `config key check_timeout: must be a number of seconds > 0 and <= 300 or a duration like "1.5s", got 0; ` +
 		`config key log_path: must be "stdout", "stderr" or a file path, got ""; ` +
+		`config key postgres_database: must be a database name of 1-63 bytes, got ""; ` +
 		`config key max_source_ips: must be an integer from 1 to 1000000, got 0; ` +
 		`config key max_services: must be an integer from 1 to 1000000, got 0; ` +
 		`config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got 0`
@@ -427,6 +436,7 @@ func TestSecretsNeverShown(t *testing.T) {
 	const pw, token, user = "hunter2-pw", "hunter2-token", "hunter2-user"
 	c := Default()
 	c.MySQLUsername, c.MySQLPassword, c.RemoteSpoolToken = user, pw, token
+	c.PostgresUsername, c.PostgresPassword = user+"-pg", pw+"-pg"
 	j, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
@@ -438,7 +448,7 @@ func TestSecretsNeverShown(t *testing.T) {
 		if strings.Contains(shown, "hunter2") {
 			t.Errorf("secret shown: %s", shown)
 		}
-		if strings.Count(shown, redactedText) < 3 {
+		if strings.Count(shown, redactedText) < 5 {
 			t.Errorf("set secrets should show as %s: %s", redactedText, shown)
 		}
 	}
@@ -449,6 +459,7 @@ func TestSecretsNeverShown(t *testing.T) {
 	for _, in := range []string{
 		"mysql_password: [" + pw + "]", "mysql_password: {" + pw + ": 1}", "mysql_username: [" + user + "]",
 		"remote_spool_token: [" + token + "]", "remote_spool_token: !!binary aHVudGVyMg==",
+		"postgres_password: [" + pw + "]", "postgres_username: {" + user + ": 1}",
 	} {
 		_, _, err := Parse([]byte(in))
 		if err == nil || strings.Contains(err.Error(), "hunter2") {
@@ -468,6 +479,7 @@ func TestStringRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.MySQLUsername, cfg.MySQLPassword, cfg.RemoteSpoolToken = "", "", ""
+	cfg.PostgresUsername, cfg.PostgresPassword = "", ""
 	for _, c := range []Config{cfg, Default()} {
 		back, _, err := Parse([]byte(c.String()))
 		if err != nil {

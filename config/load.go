@@ -39,7 +39,7 @@ func Load(path string) (Config, []string, error) {
 	if err != nil {
 		return Config{}, warnings, fmt.Errorf("%s: %w", path, err)
 	}
-	if st, serr := f.Stat(); serr == nil && st.Mode().Perm()&0o004 != 0 && (cfg.MySQLPassword != "" || cfg.RemoteSpoolToken != "") {
+	if st, serr := f.Stat(); serr == nil && st.Mode().Perm()&0o004 != 0 && (cfg.MySQLPassword != "" || cfg.PostgresPassword != "" || cfg.RemoteSpoolToken != "") {
 		warnings = append(warnings, path+": holds a password or token but every user may read it (chmod o-r)")
 	}
 	return cfg, warnings, nil

@@ -116,6 +116,9 @@ func pipelineSettings(cfg config.Config, version string) check.Settings {
 			ServiceNameHeader: string(cfg.ServiceNameHeader),
 			MySQLUsername:     string(cfg.MySQLUsername),
 			MySQLPassword:     string(cfg.MySQLPassword),
+			PostgresUsername:  string(cfg.PostgresUsername),
+			PostgresPassword:  string(cfg.PostgresPassword),
+			PostgresDatabase:  string(cfg.PostgresDatabase),
 		}),
 	}
 }
