@@ -152,15 +152,8 @@ func (p *Pipeline) Answer(req Request) Answer {
 	}
 
 	if mark, down := p.spool.StatusAt(req.Service, port, now); down {
-		name := req.Service
-		if mark.Service == spool.AllServices {
-			name = spool.AllServices
-		}
 		answer.Code = http.StatusServiceUnavailable
-		answer.Body = "Service " + name + " in down state"
-		if mark.Reason != "" {
-			answer.Body += ": " + mark.Reason
-		}
+		answer.Body = mark.DownBody(req.Service)
 		answer.Outcome = OutcomeSpoolDown
 		if mark.Err != nil {
 			unreadable := mark // a copy: taking mark's own address would allocate on every call

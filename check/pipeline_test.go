@@ -80,29 +80,42 @@ func TestValidation(t *testing.T) {
 }
 
 func TestSpoolGate(t *testing.T) {
+	creation := time.Unix(1750000000, 250000000)
+	expiration := time.Now().Add(time.Hour).Truncate(time.Second)
+	until := strconv.FormatInt(expiration.Unix(), 10) + ".000000"
+	type mark struct {
+		reason     string
+		expiration time.Time
+	}
 	tests := []struct {
 		name    string
-		marks   map[string]string
+		marks   map[string]mark
 		port    string
 		code    int
 		body    string
 		outcome Outcome
 	}{
 		{"up", nil, "8080", 200, "ok", OutcomeOK},
-		{"service down", map[string]string{"web": "deploy"}, "8080", 503, "Service web in down state: deploy", OutcomeSpoolDown},
-		{"service down, no reason", map[string]string{"web": ""}, "8080", 503, "Service web in down state", OutcomeSpoolDown},
-		{"instance down names the service", map[string]string{"web:PORT": "disk"}, "8080", 503, "Service web in down state: disk", OutcomeSpoolDown},
-		{"all names all", map[string]string{"all": "rack"}, "8080", 503, "Service all in down state: rack", OutcomeSpoolDown},
-		{"other instance", map[string]string{"web:1": "disk"}, "8080", 200, "ok", OutcomeOK},
+		{"service down", map[string]mark{"web": {"deploy", time.Time{}}}, "8080", 503,
+			"Service web in down state since 1750000000.250000: deploy", OutcomeSpoolDown},
+		{"service down until", map[string]mark{"web": {"deploy", expiration}}, "8080", 503,
+			"Service web in down state since 1750000000.250000 until " + until + ": deploy", OutcomeSpoolDown},
+		{"service down, no reason", map[string]mark{"web": {"", time.Time{}}}, "8080", 503,
+			"Service web in down state since 1750000000.250000", OutcomeSpoolDown},
+		{"instance down names the service", map[string]mark{"web:PORT": {"disk", expiration}}, "8080", 503,
+			"Service web in down state since 1750000000.250000 until " + until + ": disk", OutcomeSpoolDown},
+		{"all names all", map[string]mark{"all": {"rack", time.Time{}}}, "8080", 503,
+			"Service all in down state since 1750000000.250000: rack", OutcomeSpoolDown},
+		{"other instance", map[string]mark{"web:1": {"disk", time.Time{}}}, "8080", 200, "ok", OutcomeOK},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			backend := newCountingBackend(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
 			p, store := newTestPipeline(t, time.Minute)
-			for name, reason := range tt.marks {
+			for name, m := range tt.marks {
 				name = strings.ReplaceAll(name, "PORT", backend.port())
 				service, port, _ := spool.ParseFileName(name)
-				if _, err := store.Down(service, port, reason, time.Time{}); err != nil {
+				if _, err := store.DownSince(service, port, m.reason, m.expiration, creation); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -61,8 +61,10 @@ func TestPrometheusScrapesHacheck(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusServiceUnavailable || string(body) != "Service web in down state: e2e" {
-			t.Fatalf("GET %s: %s %q, want 503 \"Service web in down state: e2e\"", path, resp.Status, body)
+		// "since" is the file's creation as Python's %f prints it.
+		want := fmt.Sprintf("Service web in down state since %f: e2e", file.Creation)
+		if resp.StatusCode != http.StatusServiceUnavailable || string(body) != want {
+			t.Fatalf("GET %s: %s %q, want 503 %q", path, resp.Status, body, want)
 		}
 	}
 

@@ -187,7 +187,8 @@ func TestSpoolRoute(t *testing.T) {
 	}
 	ts.store.Down("x", 0, "kernel upgrade", time.Time{})
 	code, body, header := ts.get(t, "/spool/x/0/")
-	if code != 503 || body != "Service x in down state: kernel upgrade" || header.Get("Content-Type") != "text/plain; charset=utf-8" {
+	if code != 503 || !strings.HasPrefix(body, "Service x in down state since ") || !strings.HasSuffix(body, ": kernel upgrade") ||
+		header.Get("Content-Type") != "text/plain; charset=utf-8" {
 		t.Fatalf("down: %d %q %v", code, body, header)
 	}
 	ts.store.Up("x", 0)
@@ -517,14 +518,14 @@ func TestTransitionsLoggedOncePerChange(t *testing.T) {
 
 func TestHTTPDetails(t *testing.T) {
 	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true })
-	ts.store.Down("web", 0, "maint", time.Time{})
+	ts.store.DownSince("web", 0, "maint", time.Time{}, time.Unix(1750000000, 0))
 	req, _ := http.NewRequest(http.MethodHead, ts.base+"/spool/web/0/", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 503 || resp.ContentLength != int64(len("Service web in down state: maint")) {
+	if resp.StatusCode != 503 || resp.ContentLength != int64(len("Service web in down state since 1750000000.000000: maint")) {
 		t.Fatalf("HEAD: %d, Content-Length %d", resp.StatusCode, resp.ContentLength)
 	}
 	req, _ = http.NewRequest(http.MethodPut, ts.base+"/spool/web/0/status", nil)

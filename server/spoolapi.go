@@ -159,11 +159,7 @@ func formTime(text string) (time.Time, error) {
 	if text == "" || text == "null" {
 		return time.Time{}, nil
 	}
-	sec, err := strconv.ParseFloat(text, 64)
-	if err != nil || sec <= 0 || sec > 1<<40 {
-		return time.Time{}, fmt.Errorf("%q is not a unix time", text)
-	}
-	return time.Unix(0, int64(sec*1e9)), nil
+	return spool.ParseUnixTime(text)
 }
 
 func unixOrNil(t time.Time) any {

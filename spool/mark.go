@@ -26,8 +26,9 @@ type Mark struct {
 	Creation time.Time
 	// Expiration is when the mark stops counting; the zero Time means never.
 	Expiration time.Time
-	// Err is set when the mark exists but cannot be read or parsed. Such a mark counts as down
-	// (fail closed) and Reason says why.
+	// Err is set when the mark exists but cannot be read or parsed, or when the entry under
+	// the mark's name is not a regular file. Such a mark counts as down (fail closed) and
+	// Reason says why.
 	Err error
 
 	extra map[string]json.RawMessage // unknown JSON keys, kept when the mark is rewritten
@@ -114,6 +115,9 @@ type markJSON struct {
 	Creation   *float64 `json:"creation"`
 }
 
+// knownKeys are the JSON keys Mark has fields for; every other key is kept as it was.
+var knownKeys = [...]string{"reason", "expiration", "creation"}
+
 // ParseContent reads a mark file's content. A JSON object must have the documented types
 // (reason: string, expiration: finite number or null, creation: finite number); anything that is
 // not a JSON object is an old tool's plain-text mark whose reason is the whole (trimmed) content.
@@ -152,9 +156,9 @@ func ParseContent(data []byte, modTime time.Time) (Mark, error) {
 		}
 		m.Creation = t
 	}
-	delete(fields, "reason")
-	delete(fields, "expiration")
-	delete(fields, "creation")
+	for _, k := range knownKeys {
+		delete(fields, k)
+	}
 	if len(fields) > 0 {
 		m.extra = fields
 	}
@@ -178,6 +182,21 @@ func unixTime(sec float64) (time.Time, error) {
 	return time.Unix(int64(whole), int64(frac*1e9)), nil
 }
 
+// ParseUnixTime reads a unix time in seconds as clients send it in forms and flags: decimal,
+// with or without a fraction ("1750000000", "1750000000.5417001", as Python's str(time.time())
+// writes it). It must be a finite number above 0 and within the range marks can hold.
+func ParseUnixTime(text string) (time.Time, error) {
+	sec, err := strconv.ParseFloat(text, 64)
+	if err != nil || sec <= 0 {
+		return time.Time{}, invalidf("%.40q is not a unix time", text)
+	}
+	t, err := unixTime(sec)
+	if err != nil {
+		return time.Time{}, invalidf("%.40q is not a unix time", text)
+	}
+	return t, nil
+}
+
 // unixSeconds avoids UnixNano, which overflows after the year 2262.
 func unixSeconds(t time.Time) float64 {
 	return float64(t.Unix()) + float64(t.Nanosecond())/1e9
@@ -185,7 +204,7 @@ func unixSeconds(t time.Time) float64 {
 
 // MarshalContent is the JSON written for a mark, unknown keys from the file it replaces included.
 func (m Mark) MarshalContent() ([]byte, error) {
-	out := make(map[string]any, len(m.extra)+3)
+	out := make(map[string]any, len(m.extra)+len(knownKeys))
 	for k, v := range m.extra {
 		out[k] = v
 	}

@@ -1,6 +1,9 @@
 package spool
 
 import (
+	"errors"
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -178,6 +181,30 @@ func FuzzValidateName(f *testing.F) {
 		service, port, ok := ParseFileName(name)
 		if !ok || service != name || port != 0 {
 			t.Fatalf("valid name %q does not round-trip as a file name", name)
+		}
+	})
+}
+
+func FuzzParseUnixTime(f *testing.F) {
+	for _, seed := range []string{"1750000000", "1765032000.5417001", "0", "-1", "nan", "inf", "1e999", "0x1p30", "", " 1", "1e12", "1_000"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		got, err := ParseUnixTime(text)
+		if err != nil {
+			var invalid *InvalidError
+			if !errors.As(err, &invalid) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %q is not a one-line InvalidError", err)
+			}
+			return
+		}
+		sec := unixSeconds(got)
+		if got.IsZero() || math.IsNaN(sec) || sec <= 0 || sec > maxUnixSeconds {
+			t.Fatalf("%q accepted as %v", text, got)
+		}
+		again, err := ParseUnixTime(strconv.FormatFloat(sec, 'f', -1, 64))
+		if err != nil || again.Sub(got).Abs() > time.Microsecond {
+			t.Fatalf("%q -> %v does not round-trip: %v, %v", text, got, again, err)
 		}
 	})
 }

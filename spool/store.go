@@ -1,15 +1,15 @@
 // Package spool is the host's store of maintenance marks: one small file per mark under a root
 // directory, readable by old tools and compatible with the Python hacheck's spool.
 //
-// Reads never follow symlinks, never open anything but a regular file directly in the root and
-// fail closed: a mark that exists but cannot be read counts as down. Writes are atomic (dot-prefixed
-// temp file, fsync, rename, directory fsync) and serialised between processes by a lock file, so
-// concurrent hadown/haup runs never lose or tear each other's marks.
+// Reads never follow symlinks and never open anything but a regular file directly in the root;
+// they fail closed: a mark that exists but cannot be read, or an entry under a mark's name that
+// is not a regular file, counts as down. Writes are atomic (dot-prefixed temp file, fsync,
+// rename, directory fsync) and serialised between processes by a lock on the root directory
+// itself, so concurrent hadown/haup runs never lose or tear each other's marks and the root
+// holds nothing but marks (see write.go).
 package spool
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -26,19 +26,14 @@ import (
 // by hand and counts as down (fail closed) rather than costing memory on every check.
 const maxMarkSize = 64 << 10
 
-// lockName is the writers' lock file. Its leading dot keeps it from ever being read as a mark.
-const lockName = ".hacheck.lock"
-
-// tempPrefix starts every temporary file's name, so a crash mid-write leaves nothing that counts.
-const tempPrefix = ".hacheck-tmp-"
-
 // Store is the spool under one root directory. A change made by any writer is visible to the
 // very next read: without Watch every read opens the files, with it reads come from a snapshot
 // that is refreshed whenever the kernel reports a change in the root (see watch.go).
 type Store struct {
-	root  string
-	now   func() time.Time
-	watch *watcher // nil unless Watch was called
+	root     string
+	now      func() time.Time
+	watch    *watcher      // nil unless Watch was called
+	lockWait time.Duration // how long a writer waits for the lock
 }
 
 // Option configures a Store.
@@ -49,7 +44,7 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = no
 
 // New returns the store rooted at root. It does no I/O: a missing root simply holds no marks.
 func New(root string, opts ...Option) *Store {
-	s := &Store{root: filepath.Clean(root), now: time.Now}
+	s := &Store{root: filepath.Clean(root), now: time.Now, lockWait: defaultLockWait}
 	for _, opt := range opts {
 		opt(s)
 	}
@@ -59,13 +54,15 @@ func New(root string, opts ...Option) *Store {
 // Root is the spool's root directory.
 func (s *Store) Root() string { return s.root }
 
-// EnsureRoot creates the root (mode 0750) if it is missing and checks that it can be read.
+// EnsureRoot creates the root (mode 0750) if it is missing and checks that it can be read. It
+// also removes, best effort, the lock file earlier versions left in the root.
 func (s *Store) EnsureRoot() error {
 	// Every failure here is the server lacking what it needs of the root: all of them are
 	// AccessErrors, so the CLI exits 2 naming the path.
 	if err := os.MkdirAll(s.root, 0o750); err != nil {
 		return &AccessError{Path: s.root, Access: "create", Err: err}
 	}
+	s.removeLegacyLock()
 	return s.checkListable()
 }
 
@@ -119,9 +116,9 @@ func accessError(path, access string, err error) error {
 }
 
 // Read returns the mark stored for exactly (service, port), without looking at the host-wide
-// or whole-service marks. ok is false when there is no such mark (no file, or an entry that is
-// not a regular file, which is never treated as a mark). Expired marks are returned; see
-// Mark.Expired.
+// or whole-service marks. ok is false when there is no such entry. An entry that is not a
+// regular file is returned as a mark that counts as down (Err set, Reason naming what it is),
+// never followed or opened. Expired marks are returned; see Mark.Expired.
 func (s *Store) Read(service string, port int) (m Mark, ok bool) {
 	if ValidateName(service) != nil || ValidatePort(service, port) != nil {
 		return Mark{}, false // not a name any mark can have, and never a path to open
@@ -134,37 +131,94 @@ func (s *Store) Read(service string, port int) (m Mark, ok bool) {
 
 func (s *Store) readFile(name string) (Mark, bool) {
 	path := s.root + "/" + name
-	// O_NOFOLLOW: a symlink is not a mark. O_NONBLOCK: a FIFO planted in the root must not hang
-	// the check. The fstat below rejects everything that is not a regular file.
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		if err == syscall.ENOENT || err == syscall.ELOOP || err == syscall.ENOTDIR {
+	// Lstat before open: an entry that is not a regular file is never opened. A FIFO's open
+	// could block or take data meant for another reader, a device's open can act on the
+	// device, and a symlink leads out of the root. For the usual case, no entry at all, this
+	// costs what the open did: one failed lookup.
+	var st syscall.Stat_t
+	if err := syscall.Lstat(path, &st); err != nil {
+		if err == syscall.ENOENT || err == syscall.ENOTDIR {
 			return Mark{}, false
 		}
-		m, _ := failClosed(Mark{}, fmt.Errorf("open %s: %w", path, err))
+		m, _ := failClosed(Mark{}, fmt.Errorf("stat %s: %w", path, err))
+		return m, true
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return notRegular(st.Mode, modTime(&st)), true
+	}
+	// O_NOFOLLOW and O_NONBLOCK cover an entry swapped for a symlink or a FIFO since the Lstat:
+	// the open then fails or returns at once, and the fstat below says what it is.
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		switch err {
+		case syscall.ENOENT:
+			return Mark{}, false // removed since the Lstat
+		case syscall.ELOOP:
+			return notRegular(syscall.S_IFLNK, modTime(&st)), true
+		}
+		m, _ := failClosed(Mark{Creation: modTime(&st)}, fmt.Errorf("open %s: %w", path, err))
 		return m, true
 	}
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		m, _ := failClosed(Mark{}, fmt.Errorf("stat %s: %w", path, err))
+	if err := syscall.Fstat(fd, &st); err != nil {
+		m, _ := failClosed(Mark{Creation: modTime(&st)}, fmt.Errorf("stat %s: %w", path, err))
 		return m, true
 	}
-	if !info.Mode().IsRegular() {
-		return Mark{}, false
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return notRegular(st.Mode, modTime(&st)), true
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxMarkSize+1))
 	if err != nil {
-		m, _ := failClosed(Mark{Creation: info.ModTime()}, fmt.Errorf("read %s: %w", path, err))
+		m, _ := failClosed(Mark{Creation: modTime(&st)}, fmt.Errorf("read %s: %w", path, err))
 		return m, true
 	}
 	if len(data) > maxMarkSize {
-		m, _ := failClosed(Mark{Creation: info.ModTime()}, fmt.Errorf("%s is larger than %d bytes", path, maxMarkSize))
+		m, _ := failClosed(Mark{Creation: modTime(&st)}, fmt.Errorf("%s is larger than %d bytes", path, maxMarkSize))
 		return m, true
 	}
-	m, _ := ParseContent(data, info.ModTime())
+	m, _ := ParseContent(data, modTime(&st))
 	return m, true
+}
+
+func modTime(st *syscall.Stat_t) time.Time { return time.Unix(st.Mtim.Unix()) }
+
+// NotRegularError is the Err of a mark whose entry in the root is not a regular file: a
+// symlink, FIFO, directory, socket or device someone put under a mark's name. It counts as
+// down (fail closed) and is never followed, opened or removed by these tools.
+type NotRegularError struct {
+	What string // "symlink", "FIFO", "directory", "socket", "device file"
+}
+
+func (e *NotRegularError) Error() string {
+	if e.What == "symlink" {
+		return "symlink in the spool, not followed"
+	}
+	return e.What + " in the spool, not read"
+}
+
+// notRegular is the mark for an entry of type mode (S_IFMT bits) under a mark's name; its
+// reason says what the entry is, and "down since" is the entry's own modification time.
+func notRegular(mode uint32, mtime time.Time) Mark {
+	err := notRegularError(mode)
+	return Mark{Reason: err.Error(), Creation: mtime, Err: err}
+}
+
+func notRegularError(mode uint32) *NotRegularError {
+	what := "non-regular file"
+	switch mode & syscall.S_IFMT {
+	case syscall.S_IFLNK:
+		what = "symlink"
+	case syscall.S_IFIFO:
+		what = "FIFO"
+	case syscall.S_IFDIR:
+		what = "directory"
+	case syscall.S_IFSOCK:
+		what = "socket"
+	case syscall.S_IFCHR, syscall.S_IFBLK:
+		what = "device file"
+	}
+	return &NotRegularError{What: what}
 }
 
 // Status is the effective state of (service, port): down when the host-wide mark, the
@@ -208,7 +262,7 @@ func (s *Store) StatusAt(service string, port int, now time.Time) (m Mark, down 
 }
 
 // List returns every mark that counts now (unexpired or unreadable), sorted by service and port.
-// Entries that are not marks (dotfiles, temp files, symlinks, other names) are skipped.
+// Entries whose names cannot be marks (dotfiles, temp files, other names) are skipped.
 func (s *Store) List() ([]Mark, error) {
 	all, err := s.readAll()
 	if err != nil {
@@ -233,18 +287,22 @@ func (s *Store) List() ([]Mark, error) {
 	return marks, nil
 }
 
-// readAll reads every mark in the root, expired ones included, in directory order.
+// readAll reads every mark in the root, expired ones included, in directory order. Entries
+// whose names cannot be marks (dotfiles, temp files, other names) are skipped; entries under a
+// mark's name that are not regular files are marks that count as down (see Read).
 func (s *Store) readAll() ([]Mark, error) {
-	entries, err := os.ReadDir(s.root)
+	d, err := os.Open(s.root)
 	if err != nil {
 		return nil, err
 	}
-	marks := make([]Mark, 0, len(entries))
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		service, port, ok := ParseFileName(e.Name())
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, err
+	}
+	marks := make([]Mark, 0, len(names))
+	for _, name := range names {
+		service, port, ok := ParseFileName(name)
 		if !ok {
 			continue
 		}
@@ -253,165 +311,4 @@ func (s *Store) readAll() ([]Mark, error) {
 		}
 	}
 	return marks, nil
-}
-
-// Down writes the mark for (service, port) and returns what was written. A zero expiration
-// means the mark never expires; one that is not in the future is refused. Re-downing with the
-// same reason keeps the original creation ("down since"); unknown JSON keys of the replaced
-// mark are kept.
-func (s *Store) Down(service string, port int, reason string, expiration time.Time) (Mark, error) {
-	return s.DownSince(service, port, reason, expiration, time.Time{})
-}
-
-// DownSince is Down with an explicit creation time ("down since"), as the remote spool API
-// accepts from tools that replicate marks; a zero creation behaves as Down.
-func (s *Store) DownSince(service string, port int, reason string, expiration, creation time.Time) (Mark, error) {
-	if err := ValidateName(service); err != nil {
-		return Mark{}, err
-	}
-	if err := ValidatePort(service, port); err != nil {
-		return Mark{}, err
-	}
-	now := s.now()
-	if !expiration.IsZero() {
-		if !expiration.After(now) {
-			return Mark{}, invalidf("expiration %s is not in the future", expiration.UTC().Format(time.RFC3339))
-		}
-		if _, err := unixTime(unixSeconds(expiration)); err != nil {
-			return Mark{}, invalidf("expiration: %v", err)
-		}
-	}
-	if !creation.IsZero() {
-		if _, err := unixTime(unixSeconds(creation)); err != nil {
-			return Mark{}, invalidf("creation: %v", err)
-		}
-	}
-	if err := os.MkdirAll(s.root, 0o750); err != nil {
-		return Mark{}, accessError(s.root, "create", err)
-	}
-	var written Mark
-	err := s.locked(func() error {
-		m := Mark{Service: service, Port: port, Reason: reason, Creation: now, Expiration: expiration}
-		if old, ok := s.Read(service, port); ok && old.Err == nil {
-			m.extra = old.extra
-			if old.Reason == reason && !old.Expired(now) {
-				m.Creation = old.Creation
-			}
-		}
-		if !creation.IsZero() {
-			m.Creation = creation
-		}
-		data, err := m.MarshalContent()
-		if err != nil {
-			return fmt.Errorf("encode mark %s: %w", m.Name(), err)
-		}
-		if err := s.writeAtomic(m.Name(), data); err != nil {
-			return err
-		}
-		written = m
-		return nil
-	})
-	return written, err
-}
-
-// Up removes the mark for exactly (service, port). It is idempotent: removed is false when there
-// was no mark. An entry that is not a regular file is not a mark and is left alone, with an error.
-func (s *Store) Up(service string, port int) (removed bool, err error) {
-	if err := ValidateName(service); err != nil {
-		return false, err
-	}
-	if err := ValidatePort(service, port); err != nil {
-		return false, err
-	}
-	if _, err := os.Stat(s.root); errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	err = s.locked(func() error {
-		path := filepath.Join(s.root, FileName(service, port))
-		info, err := os.Lstat(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return accessError(path, "read", err)
-		}
-		if !info.Mode().IsRegular() {
-			return fmt.Errorf("%s is not a mark file (%s); left alone", path, info.Mode().Type())
-		}
-		if err := os.Remove(path); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return accessError(path, "write", err)
-		}
-		removed = true
-		return syncDir(s.root)
-	})
-	return removed, err
-}
-
-// locked runs fn holding the writers' lock, so that a read-modify-write of one process is never
-// interleaved with another's.
-func (s *Store) locked(fn func() error) error {
-	path := filepath.Join(s.root, lockName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o640)
-	if err != nil {
-		return accessError(path, "write", err)
-	}
-	defer f.Close()
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("lock %s: %w", path, err)
-	}
-	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return fn()
-}
-
-// writeAtomic replaces name with data so that a crash at any point leaves the old or the new
-// content, never a torn file: write a dot-prefixed temp file, fsync, rename, fsync the directory.
-func (s *Store) writeAtomic(name string, data []byte) (err error) {
-	var suffix [8]byte
-	_, _ = rand.Read(suffix[:])
-	tmp := filepath.Join(s.root, tempPrefix+name+"-"+hex.EncodeToString(suffix[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o644)
-	if err != nil {
-		return accessError(s.root, "write", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	dest := filepath.Join(s.root, name)
-	if err = os.Rename(tmp, dest); err != nil {
-		return accessError(dest, "write", err)
-	}
-	return syncDir(s.root)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open %s for fsync: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }
