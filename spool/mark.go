@@ -26,6 +26,13 @@ type Mark struct {
 	Creation time.Time
 	// Expiration is when the mark stops counting; the zero Time means never.
 	Expiration time.Time
+	// Drain is set on a drain mark ("drain": true): the service should take no new sessions
+	// but finish the ones it has. Readers that do not know the key see a down mark, the safe
+	// side.
+	Drain bool
+	// Weight is the share of its normal load-balancer weight the service should get, in
+	// percent (0–256, as HAProxy's agent check takes it); nil when the mark sets none.
+	Weight *int
 	// Err is set when the mark exists but cannot be read or parsed, or when the entry under
 	// the mark's name is not a regular file. Such a mark counts as down (fail closed) and
 	// Reason says why.
@@ -109,17 +116,24 @@ func ParseFileName(name string) (service string, port int, ok bool) {
 	return service, port, true
 }
 
+// MaxWeight is the largest weight a mark may carry, in percent: what HAProxy's agent check
+// accepts.
+const MaxWeight = 256
+
 type markJSON struct {
 	Reason     *string  `json:"reason"`
 	Expiration *float64 `json:"expiration"`
 	Creation   *float64 `json:"creation"`
+	Drain      *bool    `json:"drain"`
+	Weight     *float64 `json:"weight"`
 }
 
 // knownKeys are the JSON keys Mark has fields for; every other key is kept as it was.
-var knownKeys = [...]string{"reason", "expiration", "creation"}
+var knownKeys = [...]string{"reason", "expiration", "creation", "drain", "weight"}
 
 // ParseContent reads a mark file's content. A JSON object must have the documented types
-// (reason: string, expiration: finite number or null, creation: finite number); anything that is
+// (reason: string, expiration: finite number or null, creation: finite number, drain: boolean,
+// weight: whole number 0–256 or null); anything that is
 // not a JSON object is an old tool's plain-text mark whose reason is the whole (trimmed) content.
 // modTime stands in for a missing creation. The returned error means "counts as down, but say
 // why": the returned Mark is still usable, with Err set.
@@ -155,6 +169,17 @@ func ParseContent(data []byte, modTime time.Time) (Mark, error) {
 			return failClosed(m, fmt.Errorf("mark creation: %w", err))
 		}
 		m.Creation = t
+	}
+	if known.Drain != nil {
+		m.Drain = *known.Drain
+	}
+	if known.Weight != nil {
+		w := *known.Weight
+		if w != math.Trunc(w) || w < 0 || w > MaxWeight {
+			return failClosed(m, fmt.Errorf("mark weight %v is not a whole percentage from 0 to %d", w, MaxWeight))
+		}
+		weight := int(w)
+		m.Weight = &weight
 	}
 	for _, k := range knownKeys {
 		delete(fields, k)
@@ -203,7 +228,12 @@ func unixSeconds(t time.Time) float64 {
 }
 
 // MarshalContent is the JSON written for a mark, unknown keys from the file it replaces included.
+// "drain" and "weight" are written only when set, so a plain down mark is what every older
+// reader expects.
 func (m Mark) MarshalContent() ([]byte, error) {
+	if m.Weight != nil && (*m.Weight < 0 || *m.Weight > MaxWeight) {
+		return nil, invalidf("weight %d%% is outside 0-%d%%", *m.Weight, MaxWeight)
+	}
 	out := make(map[string]any, len(m.extra)+len(knownKeys))
 	for k, v := range m.extra {
 		out[k] = v
@@ -215,5 +245,11 @@ func (m Mark) MarshalContent() ([]byte, error) {
 		out["expiration"] = unixSeconds(m.Expiration)
 	}
 	out["creation"] = unixSeconds(m.Creation)
+	if m.Drain {
+		out["drain"] = true
+	}
+	if m.Weight != nil {
+		out["weight"] = *m.Weight
+	}
 	return json.Marshal(out)
 }

@@ -140,6 +140,7 @@ func FuzzParseContent(f *testing.F) {
 		`{"reason": "kernel upgrade", "expiration": 1800000000, "creation": 1750000000}`,
 		`{"reason": "x", "expiration": null}`,
 		`{"reason": 5}`, `{"expiration": 1e999}`, `{"expiration": -1}`, "plain text\n", "", `"s"`, `{`, `{"a":{"b":[]}}`,
+		`{"reason": "r", "drain": true, "weight": 30}`, `{"weight": 256.0}`, `{"weight": 1e3}`, `{"drain": null}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -160,7 +161,9 @@ func FuzzParseContent(f *testing.F) {
 		if err != nil {
 			t.Fatalf("rewritten mark %s does not parse: %v", out, err)
 		}
-		if again.Reason != m.Reason || !again.Expiration.Equal(m.Expiration) || again.Creation.Unix() != m.Creation.Unix() {
+		sameWeight := (again.Weight == nil) == (m.Weight == nil) && (m.Weight == nil || *again.Weight == *m.Weight)
+		if again.Reason != m.Reason || !again.Expiration.Equal(m.Expiration) || again.Creation.Unix() != m.Creation.Unix() ||
+			again.Drain != m.Drain || !sameWeight {
 			t.Fatalf("round trip changed the mark: %+v -> %s -> %+v", m, out, again)
 		}
 	})
@@ -183,6 +186,70 @@ func FuzzValidateName(f *testing.F) {
 			t.Fatalf("valid name %q does not round-trip as a file name", name)
 		}
 	})
+}
+
+// Drain and weight marks: read, rewritten unchanged with unknown keys kept, and written only
+// when set, so a plain down mark stays what every older reader expects.
+func TestDrainAndWeightRoundTrip(t *testing.T) {
+	weight := func(w int) *int { return &w }
+	tests := []struct {
+		name    string
+		content string
+		drain   bool
+		weight  *int
+		wantErr string
+		written []string // substrings of the rewrite
+		absent  []string // keys the rewrite must not have
+	}{
+		{"plain down mark", `{"reason": "r", "creation": 1750000000}`, false, nil, "", nil, []string{`"drain"`, `"weight"`}},
+		{"drain", `{"reason": "r", "creation": 1750000000, "drain": true}`, true, nil, "", []string{`"drain":true`}, []string{`"weight"`}},
+		{"drain false", `{"reason": "r", "drain": false}`, false, nil, "", nil, []string{`"drain"`}},
+		{"weight", `{"reason": "r", "weight": 30}`, false, weight(30), "", []string{`"weight":30`}, []string{`"drain"`}},
+		{"weight 0", `{"reason": "r", "weight": 0}`, false, weight(0), "", []string{`"weight":0`}, nil},
+		{"weight 256", `{"reason": "r", "weight": 256, "drain": true}`, true, weight(256), "", []string{`"weight":256`, `"drain":true`}, nil},
+		{"weight null", `{"reason": "r", "weight": null}`, false, nil, "", nil, []string{`"weight"`}},
+		{"weight with unknown keys", `{"reason": "r", "weight": 50, "ticket": "OPS-2"}`, false, weight(50), "", []string{`"weight":50`, `"ticket":"OPS-2"`}, nil},
+		{"weight 257", `{"reason": "r", "weight": 257}`, false, nil, "not a whole percentage", nil, nil},
+		{"negative weight", `{"reason": "r", "weight": -1}`, false, nil, "not a whole percentage", nil, nil},
+		{"fractional weight", `{"reason": "r", "weight": 12.5}`, false, nil, "not a whole percentage", nil, nil},
+		{"weight as text", `{"reason": "r", "weight": "30%"}`, false, nil, "wrong type", nil, nil},
+		{"drain as text", `{"reason": "r", "drain": "yes"}`, false, nil, "wrong type", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := ParseContent([]byte(tt.content), time.Unix(1700000000, 0))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || m.Err == nil {
+					t.Fatalf("err = %v, mark %+v; want a mark that fails closed with %q", err, m, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Drain != tt.drain || (m.Weight == nil) != (tt.weight == nil) || (m.Weight != nil && *m.Weight != *tt.weight) {
+				t.Fatalf("parsed drain %v weight %v, want %v %v", m.Drain, m.Weight, tt.drain, tt.weight)
+			}
+			out, err := m.MarshalContent()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range tt.written {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("rewrite %s lacks %s", out, want)
+				}
+			}
+			for _, key := range tt.absent {
+				if strings.Contains(string(out), key) {
+					t.Errorf("rewrite %s has %s", out, key)
+				}
+			}
+			again, err := ParseContent(out, time.Time{})
+			if err != nil || again.Drain != m.Drain || (again.Weight == nil) != (m.Weight == nil) || (m.Weight != nil && *again.Weight != *m.Weight) {
+				t.Fatalf("round trip changed the mark: %+v -> %s -> %+v (%v)", m, out, again, err)
+			}
+		})
+	}
 }
 
 func FuzzParseUnixTime(f *testing.F) {

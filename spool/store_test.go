@@ -311,3 +311,34 @@ func TestAllTakesNoPort(t *testing.T) {
 		t.Fatalf("all:8080 is no mark but was listed: %+v", marks)
 	}
 }
+
+// Put writes drain and weight marks; Status and List give them back; Put refuses weights
+// outside 0-256 and writes nothing then; a plain Down over a drain mark makes it a down mark.
+func TestPutDrainAndWeight(t *testing.T) {
+	s, clock := newTestStore(t)
+	w := 30
+	if _, err := s.Put(Mark{Service: "web", Port: 8080, Reason: "maintenance", Drain: true, Weight: &w}); err != nil {
+		t.Fatal(err)
+	}
+	m, down := s.Status("web", 8080)
+	if !down || !m.Drain || m.Weight == nil || *m.Weight != 30 || m.Reason != "maintenance" {
+		t.Fatalf("Status = %+v, %v; want the drain mark with weight 30", m, down)
+	}
+	if marks, _ := s.List(); len(marks) != 1 || !marks[0].Drain || *marks[0].Weight != 30 {
+		t.Fatalf("List = %+v", marks)
+	}
+	for _, bad := range []int{-1, 257} {
+		if _, err := s.Put(Mark{Service: "api", Reason: "r", Weight: &bad}); err == nil || !strings.Contains(err.Error(), "weight") {
+			t.Errorf("Put with weight %d: %v, want a refusal", bad, err)
+		}
+		if _, ok := s.Read("api", 0); ok {
+			t.Errorf("refused weight %d was written", bad)
+		}
+	}
+	clock.Advance(time.Minute)
+	mustDown(t, s, "web", 8080, "maintenance", time.Time{})
+	m, _ = s.Status("web", 8080)
+	if m.Drain || m.Weight != nil || !m.Creation.Equal(clock.Now().Add(-time.Minute)) {
+		t.Fatalf("after a plain down: %+v; want a down mark keeping its creation", m)
+	}
+}

@@ -56,12 +56,12 @@ func (s *Store) DownSince(service string, port int, reason string, expiration, c
 	return s.Put(Mark{Service: service, Port: port, Reason: reason, Expiration: expiration, Creation: creation})
 }
 
-// Put writes m as the mark for (m.Service, m.Port), with its Reason and Expiration, and returns
-// what was written. A zero Creation means now, or the replaced mark's
+// Put writes m as the mark for (m.Service, m.Port), with its Reason, Expiration, Drain and
+// Weight, and returns what was written. A zero Creation means now, or the replaced mark's
 // creation when the reason is the same and that mark still counts ("down since" survives a
 // refresh of the expiration); a non-zero one is written as given. Unknown JSON keys of the
-// replaced mark are kept. An expiration that is not in the future and an entry under the mark's
-// name that is not a regular file are refused; nothing is written.
+// replaced mark are kept. An expiration that is not in the future, a weight outside 0–256 and
+// an entry under the mark's name that is not a regular file are refused; nothing is written.
 func (s *Store) Put(m Mark) (Mark, error) {
 	if err := ValidateName(m.Service); err != nil {
 		return Mark{}, err
@@ -82,6 +82,9 @@ func (s *Store) Put(m Mark) (Mark, error) {
 		if _, err := unixTime(unixSeconds(m.Creation)); err != nil {
 			return Mark{}, invalidf("creation: %v", err)
 		}
+	}
+	if m.Weight != nil && (*m.Weight < 0 || *m.Weight > MaxWeight) {
+		return Mark{}, invalidf("weight %d%% is outside 0-%d%%", *m.Weight, MaxWeight)
 	}
 	m.Err, m.extra = nil, nil
 	if err := os.MkdirAll(s.root, 0o750); err != nil {
