@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,6 +144,14 @@ func TestOddEntriesThroughTheCLI(t *testing.T) {
 		{"symlink", func(p string) error { return os.Symlink("/etc/passwd", p) }, "symlink in the spool, not followed"},
 		{"FIFO", func(p string) error { return syscall.Mkfifo(p, 0o644) }, "FIFO in the spool, not read"},
 		{"directory", func(p string) error { return os.Mkdir(p, 0o755) }, "directory in the spool, not read"},
+		{"socket", func(p string) error {
+			l, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
+			if err == nil {
+				l.SetUnlinkOnClose(false)
+				l.Close()
+			}
+			return err
+		}, "socket in the spool, not read"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {

@@ -3,6 +3,7 @@ package server
 import (
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -171,21 +173,42 @@ func TestSpoolFormTimes(t *testing.T) {
 // An entry that is not a regular file under a mark's name: the check answers 503 naming it,
 // /status lists it among the unreadable marks and the metric counts it.
 func TestOddSpoolEntryIsReported(t *testing.T) {
-	ts := startServer(t, nil)
-	if err := os.Symlink("/etc/passwd", filepath.Join(ts.store.Root(), "web")); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		kind, reason string
+		make         func(t *testing.T, path string) error
+	}{
+		{"symlink", "symlink in the spool, not followed", func(_ *testing.T, p string) error { return os.Symlink("/etc/passwd", p) }},
+		{"FIFO", "FIFO in the spool, not read", func(_ *testing.T, p string) error { return syscall.Mkfifo(p, 0o644) }},
+		{"directory", "directory in the spool, not read", func(_ *testing.T, p string) error { return os.Mkdir(p, 0o755) }},
+		{"socket", "socket in the spool, not read", func(t *testing.T, p string) error {
+			l, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
+			if err == nil {
+				t.Cleanup(func() { l.Close() })
+			}
+			return err
+		}},
 	}
-	code, body, _ := ts.get(t, "/spool/web/8080/status")
-	if code != 503 || !strings.HasPrefix(body, "Service web in down state since ") || !strings.HasSuffix(body, ": symlink in the spool, not followed") {
-		t.Fatalf("check: %d %q", code, body)
-	}
-	_, status, _ := ts.get(t, "/status")
-	if !strings.Contains(status, `"unreadable_marks":[{"mark":"web","error":"symlink in the spool, not followed"}]`) {
-		t.Fatalf("/status: %s", status)
-	}
-	_, metrics, _ := ts.get(t, "/metrics")
-	if !strings.Contains(metrics, "\nhacheck_spool_marks_unreadable 1\n") {
-		t.Fatalf("/metrics does not count it:\n%s", grepLines(metrics, "hacheck_spool_"))
+	for _, tt := range tests {
+		t.Run(tt.kind, func(t *testing.T) {
+			ts := startServer(t, nil)
+			if err := tt.make(t, filepath.Join(ts.store.Root(), "web")); err != nil {
+				t.Fatal(err)
+			}
+			for _, path := range []string{"/spool/web/8080/status", "/http/web/1/", "/tcp/web/1/"} {
+				code, body, _ := ts.get(t, path)
+				if code != 503 || !strings.HasPrefix(body, "Service web in down state since ") || !strings.HasSuffix(body, ": "+tt.reason) {
+					t.Errorf("GET %s: %d %q", path, code, body)
+				}
+			}
+			_, status, _ := ts.get(t, "/status")
+			if !strings.Contains(status, `"unreadable_marks":[{"mark":"web","error":"`+tt.reason+`"}]`) {
+				t.Errorf("/status: %s", status)
+			}
+			_, metrics, _ := ts.get(t, "/metrics")
+			if !strings.Contains(metrics, "\nhacheck_spool_marks_unreadable 1\n") {
+				t.Errorf("/metrics does not count it:\n%s", grepLines(metrics, "hacheck_spool_"))
+			}
+		})
 	}
 }
 
