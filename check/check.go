@@ -23,7 +23,7 @@ type Outcome string
 
 const (
 	OutcomeOK           Outcome = "ok"            // the service answered as healthy
-	OutcomeSpoolDown    Outcome = "spool_down"    // an operator's mark answered before any check
+	OutcomeSpoolDown    Outcome = "spool_down"    // an operator's mark (down or drain) answered before any check
 	OutcomeUpstreamFail Outcome = "upstream_fail" // the service answered, but not healthy
 	OutcomeTimeout      Outcome = "timeout"       // the service did not answer within check_timeout
 	OutcomeRefused      Outcome = "refused"       // nothing listens on the port

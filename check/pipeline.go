@@ -152,8 +152,13 @@ func (p *Pipeline) Answer(req Request) Answer {
 	}
 
 	if mark, down := p.spool.StatusAt(req.Service, port, now); down {
-		answer.Code = http.StatusServiceUnavailable
-		answer.Body = mark.DownBody(req.Service)
+		if mark.Drain && drains404[req.Protocol] {
+			answer.Code = http.StatusNotFound
+			answer.Body = mark.DrainBody(req.Service)
+		} else {
+			answer.Code = http.StatusServiceUnavailable
+			answer.Body = mark.DownBody(req.Service)
+		}
 		answer.Outcome = OutcomeSpoolDown
 		if mark.Err != nil {
 			unreadable := mark // a copy: taking mark's own address would allocate on every call
@@ -188,6 +193,12 @@ func (p *Pipeline) Answer(req Request) Answer {
 	answer.Memo = memo
 	return answer.validCode()
 }
+
+// drains404 are the protocols whose checks answer a drain mark with 404 rather than 503:
+// HAProxy's HTTP checks with `http-check disable-on-404` turn a 404 from an UP server into
+// NOLB (sessions finish, no new ones). Every other check answers a drain mark as a down mark,
+// the safe side for a client that cannot tell the two apart.
+var drains404 = map[string]bool{"http": true, "https": true, "spool": true}
 
 // validCode makes a code that is not an HTTP status (100–599) a 503, a "down" every client
 // reads alike: net/http panics on a code below 100, and one above 599 is no status at all.

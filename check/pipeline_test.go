@@ -522,3 +522,43 @@ func TestAnswersCarryTheirEntrysMemo(t *testing.T) {
 		t.Errorf("spool-gate answer: outcome %s, memo %p; want spool_down and none", a.Outcome, a.Memo)
 	}
 }
+
+// TestDrainMark: a drain mark answers http(s) and spool checks 404 in the down body's shape
+// with the state word "drain" (HAProxy's disable-on-404 then drains the server), every other
+// protocol 503 as a down mark; a down mark elsewhere in the hierarchy still wins.
+func TestDrainMark(t *testing.T) {
+	creation := time.Unix(1750000000, 250000000)
+	tests := []struct {
+		name     string
+		marks    []spool.Mark
+		protocol string
+		code     int
+		body     string
+	}{
+		{"http", []spool.Mark{{Service: "web", Reason: "deploy", Drain: true}}, "http", 404,
+			"Service web in drain state since 1750000000.250000: deploy"},
+		{"spool", []spool.Mark{{Service: "web", Reason: "deploy", Drain: true}}, "spool", 404,
+			"Service web in drain state since 1750000000.250000: deploy"},
+		{"instance drain", []spool.Mark{{Service: "web", Port: 8080, Drain: true}}, "spool", 404,
+			"Service web in drain state since 1750000000.250000"},
+		{"tcp cannot drain", []spool.Mark{{Service: "web", Reason: "deploy", Drain: true}}, "tcp", 503,
+			"Service web in down state since 1750000000.250000: deploy"},
+		{"host-wide down over an instance drain", []spool.Mark{{Service: "web", Port: 8080, Drain: true}, {Service: "all", Reason: "rack"}}, "spool", 503,
+			"Service all in down state since 1750000000.250000: rack"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, store := newTestPipeline(t, time.Minute)
+			for _, m := range tt.marks {
+				m.Creation = creation
+				if _, err := store.Put(m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a := p.Answer(Request{Protocol: tt.protocol, Service: "web", Port: "8080", Query: "health"})
+			if a.Code != tt.code || a.Body != tt.body || a.Outcome != OutcomeSpoolDown {
+				t.Errorf("answer %d %q (%s), want %d %q (spool_down)", a.Code, a.Body, a.Outcome, tt.code, tt.body)
+			}
+		})
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/hacheck/hacheck/spool"
 )
 
 // agentTemplate is a backend whose servers HAProxy checks twice: a plain TCP health check of
@@ -37,8 +39,8 @@ backend be_agent
 `))
 
 // TestHAProxyAgentCheck drives a real HAProxy through hacheck's agent-check listener: a down
-// mark puts the server in MAINT, haup brings it back UP, and the other server, asking about
-// another service, never moves.
+// mark puts the server in MAINT, a drain mark in DRAIN, haup brings it back UP, and the other
+// server, asking about another service, never moves.
 func TestHAProxyAgentCheck(t *testing.T) {
 	haproxyBin := requireTool(t, "haproxy", "/usr/sbin/haproxy")
 	bin := hacheckBin(t)
@@ -96,4 +98,13 @@ func TestHAProxyAgentCheck(t *testing.T) {
 
 	hc.cli(t, "haup", "web")
 	hp.waitState(t, settle, "app1 back UP after haup", both(state(web, "UP", "10"), state(api, "UP", "10")))
+
+	// A drain mark, as hadown --drain writes it: DRAIN by the agent, then UP again once gone.
+	store := spool.New(spoolRoot)
+	if _, err := store.Put(spool.Mark{Service: "web", Reason: "deploy", Drain: true}); err != nil {
+		t.Fatal(err)
+	}
+	hp.waitState(t, settle, "app1 in DRAIN by the agent", both(state(web, "DRAIN (agent)", "10"), state(api, "UP", "10")))
+	hc.cli(t, "haup", "web")
+	hp.waitState(t, settle, "app1 back UP after the drain", both(state(web, "UP", "10"), state(api, "UP", "10")))
 }

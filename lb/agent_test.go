@@ -159,7 +159,7 @@ func TestAgentServer(t *testing.T) {
 		{"nothing sent: the host-wide mark", "", "ready 100%\n", "all"},
 		{"no line end, but a name", "web", "maint # deploy\n", "web"},
 		{"garbage", "GET / HTTP/1.0\r\n\r\n", "ready 100%\n", "all"},
-		{"endless line", strings.Repeat("x", 1<<20), "ready 100%\n", "all"},
+		{"overlong line", strings.Repeat("x", 4096), "ready 100%\n", "all"},
 		{"binary", "\x00\xff\xfe\n", "ready 100%\n", "all"},
 	}
 	for _, tt := range tests {
@@ -203,5 +203,31 @@ func TestAgentServerManyClients(t *testing.T) {
 	wg.Wait()
 	if got := ask(t, addr, "web\n"); got != "ready 100%\n" {
 		t.Errorf("after the crowd, reply %q", got)
+	}
+}
+
+// TestAgentServerEndlessLine: a client that never stops sending is cut off, and the server
+// goes on answering others.
+func TestAgentServerEndlessLine(t *testing.T) {
+	sp := &fakeSpool{}
+	addr := startAgent(t, &AgentServer{Lookup: sp.lookup, ReadTimeout: 20 * time.Millisecond})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	chunk := []byte(strings.Repeat("x", 64<<10))
+	var err2 error
+	for range 1 << 10 { // up to 64 MiB: far more than the server ever reads
+		if _, err2 = c.Write(chunk); err2 != nil {
+			break
+		}
+	}
+	if ne, ok := err2.(net.Error); err2 == nil || ok && ne.Timeout() {
+		t.Fatalf("the server kept reading one endless line (%v) instead of cutting it off", err2)
+	}
+	if got := ask(t, addr, "web\n"); got != "ready 100%\n" {
+		t.Errorf("after the endless line, reply %q", got)
 	}
 }

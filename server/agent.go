@@ -11,13 +11,18 @@ import (
 )
 
 // agentVerdict is the spool as the agent check sees it: the same effective state the check
-// route's spool gate answers from (host-wide, then whole-service, then instance mark).
+// route's spool gate answers from (host-wide, then whole-service, then instance mark), and the
+// weight of the mark found, down or not (a weight-only mark holds nothing down).
 func (s *Server) agentVerdict(service string, port int, now time.Time) lb.Verdict {
 	m, down := s.store.StatusAt(service, port, now)
-	if !down {
-		return lb.Verdict{Weight: -1}
+	v := lb.Verdict{Down: down, Weight: -1}
+	if m.Weight != nil {
+		v.Weight = *m.Weight
 	}
-	return lb.Verdict{Down: true, Reason: m.Reason, Weight: -1}
+	if down {
+		v.Drain, v.Reason = m.Drain, m.Reason
+	}
+	return v
 }
 
 // agentServer answers HAProxy's agent checks from this server's spool and records every reply

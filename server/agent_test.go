@@ -95,6 +95,12 @@ func TestRunServesTheAgent(t *testing.T) {
 	if got := askAgent(t, agent, "api\n"); got != "ready 100%\n" {
 		t.Fatalf("agent reply for another service: %q", got)
 	}
+	if _, err := store.Put(spool.Mark{Service: "api", Port: 9000, Reason: "deploy", Drain: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := askAgent(t, agent, "api:9000\n"); got != "drain\n" {
+		t.Fatalf("agent reply with a drain mark: %q", got)
+	}
 
 	code, body := httpGet(t, "http://127.0.0.1:"+strconv.Itoa(httpPort)+"/lb/web")
 	var snap lb.Snapshot

@@ -16,7 +16,14 @@ import (
 // when the creation is unknown (the zero Time), "until" when the mark never expires, and the
 // reason when it is empty. Line breaks in the reason become spaces: the body is read as one
 // line, and a second line would make the whole of it unparsable.
-func (m Mark) DownBody(service string) string {
+func (m Mark) DownBody(service string) string { return m.stateBody(service, " in down state") }
+
+// DrainBody is DownBody with the state word "drain" (Service <name> in drain state since ...):
+// the answer a drain mark gives the checks that can say "drain" with a 404, in the shape
+// clients already parse.
+func (m Mark) DrainBody(service string) string { return m.stateBody(service, " in drain state") }
+
+func (m Mark) stateBody(service, state string) string {
 	name := service
 	if m.Service == AllServices {
 		name = AllServices
@@ -25,7 +32,7 @@ func (m Mark) DownBody(service string) string {
 	b := make([]byte, 0, 80+len(name)+len(m.Reason))
 	b = append(b, "Service "...)
 	b = append(b, name...)
-	b = append(b, " in down state"...)
+	b = append(b, state...)
 	if !m.Creation.IsZero() {
 		b = append(b, " since "...)
 		b = strconv.AppendFloat(b, unixSeconds(m.Creation), 'f', 6, 64)

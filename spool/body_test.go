@@ -192,3 +192,25 @@ func FuzzDownBody(f *testing.F) {
 		}
 	})
 }
+
+// A drain mark's body is the down body with the state word "drain": PaaSTA's expression reads
+// it with state "drain" and the same since, until and reason.
+func TestDrainBodyParsedAsPaastaDoes(t *testing.T) {
+	s, clock := newTestStore(t)
+	expiration := clock.Now().Add(time.Hour).Truncate(time.Second)
+	writeFile(t, s.Root(), "web:8080", fmt.Sprintf(`{"reason": "deploy: step 2", "creation": 1749990000.5, "expiration": %d, "drain": true}`, expiration.Unix()))
+	m, down := s.Status("web", 8080)
+	if !down || !m.Drain {
+		t.Fatalf("Status = %+v, %v; want the drain mark", m, down)
+	}
+	body := m.DrainBody("web")
+	fields, ok := parsePaasta(body)
+	want := map[string]string{"service": "web", "state": "drain", "since": "1749990000.500000",
+		"until": fmt.Sprintf("%d.000000", expiration.Unix()), "reason": "deploy: step 2"}
+	if !ok || fmt.Sprint(fields) != fmt.Sprint(want) {
+		t.Fatalf("DrainBody = %q, parsed as %v (%v); want %v", body, fields, ok, want)
+	}
+	if got := m.DownBody("web"); got != strings.Replace(body, " drain state", " down state", 1) {
+		t.Errorf("DownBody %q and DrainBody %q differ in more than the state word", got, body)
+	}
+}
