@@ -1,6 +1,7 @@
 package check
 
 import (
+	"hash/maphash"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -18,25 +19,57 @@ import (
 // when keys are added or swept; a new key becomes visible there after a number of slower
 // lookups proportional to the cache's size, which keeps republishing amortised O(1) (the
 // scheme of sync.Map, with string keys that need no allocation to look up).
+//
+// Clients choose keys (service names, queries), so the cache holds at most MaxCacheEntries.
+// Once full, it keeps the keys asked for again and again (the load balancers' checks) over
+// keys asked for once (a flood of invented ones): a new key is cached only on its second
+// request, and then in place of an entry asked for least of late (the generalised CLOCK rule:
+// each request raises an entry's small use count, each pass of eviction's hand lowers it, and
+// the hand takes the first entry it finds at zero). A key that is not cached still has its
+// concurrent requests share one upstream check.
 type Cache struct {
 	read atomic.Pointer[map[string]*cacheEntry] // published, never modified
 
 	mu          sync.Mutex
 	entries     map[string]*cacheEntry // authoritative; guarded by mu
+	ring        []*cacheEntry          // the same entries, in the order eviction visits them
+	hand        int                    // the next ring slot eviction looks at
 	unpublished int                    // lookups that needed entries, since the last publish
 	lastSweep   time.Time
-	// lastForcedSweep rate-limits the full sweep a full cache triggers: under a flood of
-	// invented keys it would otherwise run, O(entries), on every request.
-	lastForcedSweep time.Time
+	// inflight are the running checks of keys the full cache did not take, for their
+	// concurrent requests to join: it holds only checks in progress, so it is bounded by the
+	// requests being served.
+	inflight map[string]*entryState
+	// seenOnce remembers keys asked for once while the cache was full: a fingerprint per slot,
+	// the slot chosen by a hash of the key. A later key hashing to the same slot overwrites
+	// it, so the memory stays fixed however many keys a flood invents; at worst a real new key
+	// needs another pair of requests to be cached.
+	seenOnce *[seenOnceSlots]uint32
+	seed     maphash.Seed
+	clock    func() time.Time // time.Now; tests fake it
 
 	// Every Get ends in exactly one of hits, misses, coalesced or bypasses, so gets is their sum
 	// rather than one more atomic that every request on every core would write.
-	hits, misses, coalesced, bypasses, sets, expirations atomic.Uint64
+	hits, misses, coalesced, bypasses, sets, expirations, evictions atomic.Uint64
 }
 
+// seenOnceSlots is how many keys asked for once a full cache remembers (4 bytes each).
+const seenOnceSlots = 1 << 16
+
+// maxUses caps an entry's use count: how many passes of eviction's hand an entry asked for
+// often outlasts without being asked for again.
+const maxUses = 3
+
 type cacheEntry struct {
-	state atomic.Pointer[entryState] // nil until the first check of the key starts
-	memo  Memo
+	state atomic.Pointer[entryState] // nil until the first check of the key starts, and once evicted
+	// uses is raised by every request of the key, up to maxUses, and lowered by eviction's
+	// hand passing over it: a key asked for again and again outlasts maxUses passes of a hand
+	// that a flood of new keys drives round. Once a key is at maxUses, its hits only read it,
+	// from the line they read state from. Lost updates between cores are harmless.
+	uses atomic.Uint32
+	memo Memo
+	key  string // guarded by mu
+	slot int    // index in ring; guarded by mu
 }
 
 // Memo is where the cache's caller keeps what it derives from a key and would otherwise look
@@ -71,8 +104,17 @@ type freshResult struct {
 }
 
 // NewCache returns an empty cache.
-func NewCache() *Cache {
-	c := &Cache{entries: make(map[string]*cacheEntry), lastSweep: time.Now()}
+func NewCache() *Cache { return newCache(time.Now) }
+
+func newCache(clock func() time.Time) *Cache {
+	c := &Cache{
+		entries:   make(map[string]*cacheEntry),
+		lastSweep: clock(),
+		inflight:  make(map[string]*entryState),
+		seenOnce:  new([seenOnceSlots]uint32),
+		seed:      maphash.MakeSeed(),
+		clock:     clock,
+	}
 	c.publishLocked()
 	return c
 }
@@ -90,6 +132,9 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 	if e := (*c.read.Load())[string(key)]; e != nil {
 		if st := e.state.Load(); st != nil {
 			if v := decide(st, now, bypass); v != mustCheck {
+				if n := e.uses.Load(); n < maxUses {
+					e.uses.Store(n + 1)
+				}
 				result, kind = c.serve(st, v)
 				return result, kind, false, &e.memo
 			}
@@ -99,20 +144,25 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 	c.mu.Lock()
 	e := c.entries[string(key)]
 	if e == nil {
-		c.sweepLocked(now, ttl)
-		if len(c.entries) >= MaxCacheEntries && now.Sub(c.lastForcedSweep) >= time.Second {
-			c.lastForcedSweep = now
-			c.sweepExpiredLocked(now, 0)
-		}
-		if len(c.entries) >= MaxCacheEntries {
-			// Full of live keys: clients are inventing them. Check without caching rather
-			// than grow; the keys already cached (the real services) keep being served.
+		if st := c.inflight[string(key)]; st != nil {
 			c.mu.Unlock()
-			c.misses.Add(1)
-			return fill(), CacheMiss, false, nil
+			result, kind = c.serve(st, join)
+			return result, kind, false, nil
 		}
-		e = &cacheEntry{}
-		c.entries[string(key)] = e
+		c.sweepLocked(now, ttl)
+		slot := -1
+		if len(c.entries) >= MaxCacheEntries {
+			if slot = c.admitLocked(key); slot < 0 {
+				kind = c.countCheck(bypass)
+				return c.checkUncachedLocked(key, ttl, fill), kind, false, nil
+			}
+		}
+		e = &cacheEntry{key: string(key)}
+		c.entries[e.key] = e
+		c.placeLocked(e, slot)
+	}
+	if n := e.uses.Load(); n < maxUses {
+		e.uses.Store(n + 1)
 	}
 	if c.unpublished++; c.unpublished > len(c.entries)/4 {
 		c.publishLocked()
@@ -134,32 +184,8 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 	e.state.Store(st)
 	c.mu.Unlock()
 
-	kind = CacheMiss
-	if bypass {
-		kind = CacheBypass
-		c.bypasses.Add(1)
-	} else {
-		c.misses.Add(1)
-	}
-	finished := false
-	defer func() {
-		if finished {
-			return
-		}
-		// fill panicked or its goroutine exited: the waiters must not hang. The pipeline's
-		// fill recovers on its own; this is the cache keeping its promise to any caller.
-		r := recover()
-		st.result = Result{Code: http.StatusServiceUnavailable, Message: "check failed: internal error", Outcome: OutcomeError}
-		st.expires = time.Now()
-		st.finish()
-		if r != nil {
-			panic(r)
-		}
-	}()
-	st.result = fill()
-	st.expires = time.Now().Add(ttl)
-	st.finish()
-	finished = true
+	kind = c.countCheck(bypass)
+	c.run(st, ttl, fill)
 	c.sets.Add(1)
 	if previous != nil {
 		changed = previous.result.Healthy() != st.result.Healthy()
@@ -167,6 +193,126 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 		changed = !st.result.Healthy()
 	}
 	return st.result, kind, changed, &e.memo
+}
+
+// countCheck counts a request that runs an upstream check, and says which kind it is.
+func (c *Cache) countCheck(bypass bool) CacheResult {
+	if bypass {
+		c.bypasses.Add(1)
+		return CacheBypass
+	}
+	c.misses.Add(1)
+	return CacheMiss
+}
+
+// run fills st and releases its waiters, even when fill panics or its goroutine exits: the
+// pipeline's fill recovers on its own; this is the cache keeping its promise to any caller.
+func (c *Cache) run(st *entryState, ttl time.Duration, fill func() Result) {
+	finished := false
+	defer func() {
+		if finished {
+			return
+		}
+		r := recover()
+		st.result = Result{Code: http.StatusServiceUnavailable, Message: "check failed: internal error", Outcome: OutcomeError}
+		st.expires = c.clock()
+		st.finish()
+		if r != nil {
+			panic(r)
+		}
+	}()
+	st.result = fill()
+	st.expires = c.clock().Add(ttl)
+	st.finish()
+	finished = true
+}
+
+// checkUncachedLocked runs the check of a key the full cache did not take, with its concurrent
+// requests joining it through inflight. Callers hold mu; it is released.
+func (c *Cache) checkUncachedLocked(key []byte, ttl time.Duration, fill func() Result) Result {
+	st := &entryState{done: make(chan struct{})}
+	k := string(key)
+	c.inflight[k] = st
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.inflight, k)
+		c.mu.Unlock()
+	}()
+	c.run(st, ttl, fill)
+	return st.result
+}
+
+// admitLocked decides whether a full cache takes a new key: on the key's second request, in
+// the slot of an entry eviction gives up, whose index it returns; otherwise -1 (the first
+// request is remembered instead). Callers hold mu.
+func (c *Cache) admitLocked(key []byte) int {
+	h := maphash.Bytes(c.seed, key)
+	i := h & (seenOnceSlots - 1)
+	fingerprint := uint32(h>>32) | 1 // never 0, the empty slot
+	if c.seenOnce[i] != fingerprint {
+		c.seenOnce[i] = fingerprint
+		return -1
+	}
+	slot := c.victimLocked()
+	if slot >= 0 {
+		c.seenOnce[i] = 0
+	}
+	return slot
+}
+
+// victimLocked evicts the first entry from the hand on whose use count is zero, lowering the
+// counts it passes, and returns its ring slot; -1 when every entry is checking (nothing
+// finished to give up). Callers hold mu.
+func (c *Cache) victimLocked() int {
+	n := len(c.ring)
+	for range (maxUses + 2) * n {
+		i := c.hand
+		if c.hand++; c.hand == n {
+			c.hand = 0
+		}
+		e := c.ring[i]
+		if st := e.state.Load(); st == nil || !st.finished.Load() {
+			continue
+		}
+		if uses := e.uses.Load(); uses > 0 {
+			e.uses.Store(uses - 1)
+			continue
+		}
+		delete(c.entries, e.key)
+		// Readers of the published map, which still has the entry until the next publish,
+		// find no state and take the locked path, where the key is no longer cached.
+		e.state.Store(nil)
+		c.evictions.Add(1)
+		return i
+	}
+	return -1
+}
+
+// placeLocked puts a new entry in the ring: in the slot of the entry it replaces, or at the
+// end (slot -1). A replacement lands just behind the hand, so it is looked at last. Callers
+// hold mu.
+func (c *Cache) placeLocked(e *cacheEntry, slot int) {
+	if slot < 0 {
+		slot = len(c.ring)
+		c.ring = append(c.ring, nil)
+	}
+	e.slot = slot
+	c.ring[slot] = e
+}
+
+// removeLocked takes e out of the ring (its entries map entry is the caller's). Callers hold
+// mu.
+func (c *Cache) removeLocked(e *cacheEntry) {
+	last := len(c.ring) - 1
+	moved := c.ring[last]
+	c.ring[e.slot] = moved
+	moved.slot = e.slot
+	c.ring[last] = nil
+	c.ring = c.ring[:last]
+	if c.hand >= len(c.ring) {
+		c.hand = 0
+	}
 }
 
 // verdict is how a request can be answered from an entry's state.
@@ -259,6 +405,7 @@ func (c *Cache) sweepExpiredLocked(now time.Time, grace time.Duration) {
 		}
 		if st.finished.Load() && now.Sub(st.expires) >= grace {
 			delete(c.entries, key)
+			c.removeLocked(e)
 			c.expirations.Add(1)
 			swept = true
 		}
@@ -277,6 +424,7 @@ type CacheStats struct {
 	Bypasses    uint64 `json:"bypasses"`
 	Sets        uint64 `json:"sets"`
 	Expirations uint64 `json:"expirations"`
+	Evictions   uint64 `json:"evictions"` // entries a full cache gave up for keys asked for again
 	Entries     int    `json:"entries"`
 }
 
@@ -287,7 +435,7 @@ func (c *Cache) Stats() CacheStats {
 	c.mu.Unlock()
 	stats := CacheStats{
 		Hits: c.hits.Load(), Misses: c.misses.Load(), Coalesced: c.coalesced.Load(),
-		Bypasses: c.bypasses.Load(), Sets: c.sets.Load(), Expirations: c.expirations.Load(), Entries: n,
+		Bypasses: c.bypasses.Load(), Sets: c.sets.Load(), Expirations: c.expirations.Load(), Evictions: c.evictions.Load(), Entries: n,
 	}
 	stats.Gets = stats.Hits + stats.Misses + stats.Coalesced + stats.Bypasses
 	return stats

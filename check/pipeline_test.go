@@ -385,30 +385,6 @@ func TestLongQueryRefused(t *testing.T) {
 	}
 }
 
-// Clients can invent keys; past MaxCacheEntries live keys new ones are checked uncached, and
-// the keys already cached keep being served from the cache.
-func TestCacheIsBounded(t *testing.T) {
-	c := NewCache()
-	now := time.Now()
-	fill := func() Result { return Result{Code: 200, Outcome: OutcomeOK} }
-	for i := range MaxCacheEntries {
-		c.Get([]byte("k"+strconv.Itoa(i)), now, time.Hour, false, fill)
-	}
-	if _, kind, _, _ := c.Get([]byte("one more"), now, time.Hour, false, fill); kind != CacheMiss {
-		t.Fatalf("got %s", kind)
-	}
-	if n := c.Stats().Entries; n != MaxCacheEntries {
-		t.Fatalf("cache holds %d entries, cap %d", n, MaxCacheEntries)
-	}
-	if _, kind, _, _ := c.Get([]byte("k7"), now, time.Hour, false, fill); kind != CacheHit {
-		t.Fatalf("a cached key must still hit: %s", kind)
-	}
-	// Once entries expire, room is made again.
-	if _, kind, _, _ := c.Get([]byte("later"), now.Add(2*time.Hour), time.Hour, false, fill); kind != CacheMiss || c.Stats().Entries != 1 {
-		t.Fatalf("expired entries not swept when full: %s, %d entries", kind, c.Stats().Entries)
-	}
-}
-
 // An expired key keeps its last result through sweeps for a while, so its next check is
 // compared with it: a service that stays down is not logged DOWN again, and its recovery is.
 func TestTransitionsSurviveSweeps(t *testing.T) {
