@@ -68,7 +68,9 @@ func (c *postgresChecker) Check(ctx context.Context, t Target) (Result, error) {
 	// Plaintext on loopback, one address, no checks or settings from the environment.
 	cfg.TLSConfig, cfg.Fallbacks, cfg.ValidateConnect, cfg.AfterConnect = nil, nil, nil, nil
 	cfg.ConnectTimeout = 0 // ctx's deadline bounds the whole check
-	cfg.RuntimeParams = map[string]string{"application_name": "hacheck"}
+	// UTF8 whatever the server's encoding (a SQL_ASCII cluster is common): the simple protocol
+	// below needs it, and the server's messages then reach the result as UTF-8.
+	cfg.RuntimeParams = map[string]string{"application_name": "hacheck", "client_encoding": "UTF8"}
 	cfg.MaxProtocolMessageBodyLen = maxPostgresMessage
 	// One query on a connection used once: the simple protocol saves the prepare round trip.
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
