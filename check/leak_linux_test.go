@@ -123,6 +123,12 @@ func TestChecksLeaveNothingBehind(t *testing.T) {
 		{"https to a port dropping SYNs", "https", synDroppingPort, 500},
 		{"https to a port that never answers the handshake", "https", muteTLSPort, 200},
 		{"haproxy stats on a port dropping SYNs", "haproxy", synDroppingPort, 200},
+		{"redis on a port dropping SYNs", "redis-info", synDroppingPort, 200},
+		{"smtp on a port dropping SYNs", "smtp", synDroppingPort, 200},
+		{"grpc on a port dropping SYNs", "grpc", synDroppingPort, 200},
+		{"grpc on a port that never speaks HTTP/2", "grpc", muteTLSPort, 200},
+		{"postgres on a port dropping SYNs", "postgres", synDroppingPort, 200},
+		{"postgres on a port that never answers the startup", "postgres", muteTLSPort, 200},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -23,7 +23,7 @@ func newTestPipeline(t *testing.T, ttl time.Duration) (*Pipeline, *spool.Store) 
 		CacheTTL:      ttl,
 		CheckTimeout:  5 * time.Second,
 		HeadersToCopy: []string{"host"},
-		Checkers:      NewRegistry(Options{Version: "test", ServiceNameHeader: "X-Service"}),
+		Checkers:      NewRegistry(Options{Version: "test", ServiceNameHeader: "X-Service", PostgresUsername: "hacheck"}),
 	}, nil)
 	return p, store
 }
