@@ -31,6 +31,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/hacheck/hacheck/check"
+	"github.com/hacheck/hacheck/lb"
 	"github.com/hacheck/hacheck/metrics"
 	"github.com/hacheck/hacheck/spool"
 )
@@ -586,6 +587,10 @@ func scrape(t *testing.T) exported {
 	}
 	m.ConfigReloaded(false, time.Now())
 	m.ConfigReloaded(true, time.Now())
+	// What the server registers beside the metrics: what the load balancers see.
+	tracker := lb.NewTracker(lb.Options{})
+	tracker.Record("web", 8080, "UP; port=8080; name=be_web/web1; node=lb1; weight=1/2; scur=0/0; qcur=0", src1, time.Now())
+	m.Registry().MustRegister(lb.NewCollector(tracker))
 
 	srv := httptest.NewServer(m.Handler())
 	t.Cleanup(srv.Close)
