@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -165,4 +167,97 @@ func TestAuditLineOfTheCommand(t *testing.T) {
 	if _, ok := line["uid"]; !ok {
 		t.Errorf("audit line has no uid: %v", line)
 	}
+}
+
+func TestDrainShowsApartFromDown(t *testing.T) {
+	r := newRunner(t)
+	port := closedPort(t)
+	if res := r.run("hadown", "--drain", "-r", "deploy", "-p", port, "web"); res.code != 0 {
+		t.Fatalf("hadown --drain = %+v", res)
+	}
+	data, err := os.ReadFile(filepath.Join(r.root, "web"))
+	if err != nil || !strings.Contains(string(data), `"drain":true`) {
+		t.Fatalf("mark = %s (%v), want \"drain\": true in it", data, err)
+	}
+	if res := r.run("hastatus", "web"); res.code != 1 || res.stdout != "DRAIN\tweb\tdeploy\n" {
+		t.Fatalf("hastatus = %+v, want DRAIN and exit 1", res)
+	}
+	if res := r.run("hashowdowned"); !strings.HasPrefix(res.stdout, "web\tport=0\tdeploy\tdrain since ") {
+		t.Fatalf("hashowdowned = %+v", res)
+	}
+	res := r.run("hashowdowned", "--json")
+	var marks []markJSON
+	if err := json.Unmarshal([]byte(res.stdout), &marks); err != nil || len(marks) != 1 || marks[0].Kind != "drain" || !marks[0].Drain {
+		t.Fatalf("hashowdowned --json = %s (%v)", res.stdout, err)
+	}
+	res = r.run("hastatus", "--json", "web")
+	if !strings.Contains(res.stdout, `"state":"DRAIN"`) {
+		t.Fatalf("hastatus --json = %s", res.stdout)
+	}
+	// A plain hadown over it is a down mark again.
+	if res := r.run("hadown", "-r", "deploy", "-p", port, "web"); res.code != 0 {
+		t.Fatal(res)
+	}
+	if res := r.run("hastatus", "web"); res.stdout != "DOWN\tweb\tdeploy\n" {
+		t.Fatalf("hastatus after hadown over a drain = %+v", res)
+	}
+}
+
+func TestWeight(t *testing.T) {
+	r := newRunner(t)
+	if res := r.run("hacheck", "weight", "web", "30%"); res.code != 0 {
+		t.Fatalf("weight = %+v", res)
+	}
+	if res := r.run("hastatus", "web"); res.code != 0 || res.stdout != "UP\tweb\tweight 30%\n" {
+		t.Fatalf("hastatus with a weight = %+v, want UP (a weight holds nothing down)", res)
+	}
+	if res := r.run("hashowdowned"); !strings.HasPrefix(res.stdout, "web\tport=0\talice\tweight 30% since ") {
+		t.Fatalf("hashowdowned = %+v", res)
+	}
+	if res := r.run("hacheck", "weight", "-P", "8080", "web", "256"); res.code != 0 {
+		t.Fatalf("weight 256 = %+v", res)
+	}
+	if res := r.run("hacheck", "weight", "api", "-1%"); res.code != exitUsage || strings.Count(res.stderr, "\n") != 1 {
+		t.Errorf("weight -1%% = %+v, want exit 2 and one line", res)
+	}
+	for _, bad := range []string{"257%", "12.5%", "lots", "%", "30%%", "1e2"} {
+		res := r.run("hacheck", "weight", "api", bad)
+		if res.code != exitUsage || !strings.Contains(res.stderr, "must be a whole percentage from 0% to 256%") || strings.Count(res.stderr, "\n") != 1 {
+			t.Errorf("weight %q = %+v, want exit 2 and one line", bad, res)
+		}
+	}
+	if res := r.run("hacheck", "weight", "all", "50%"); res.code != exitUsage {
+		t.Errorf("weight all = %+v, want exit 2", res)
+	}
+	if _, err := os.Stat(filepath.Join(r.root, "api")); err == nil {
+		t.Fatal("a bad weight wrote a mark")
+	}
+	// A weight does not replace a down mark.
+	if res := r.run("hadown", "-r", "disk", "-p", closedPort(t), "db"); res.code != 0 {
+		t.Fatal(res)
+	}
+	if res := r.run("hacheck", "weight", "db", "50%"); res.code == 0 || !strings.Contains(res.stderr, "db is marked down (disk); haup it first") {
+		t.Fatalf("weight over a down mark = %+v", res)
+	}
+	if res := r.run("haup", "-p", closedPort(t), "web"); res.code != 0 {
+		t.Fatal(res)
+	}
+	if res := r.run("hastatus", "web"); res.stdout != "UP\tweb\n" {
+		t.Fatalf("hastatus after haup = %+v", res)
+	}
+}
+
+func FuzzParsePercent(f *testing.F) {
+	for _, s := range []string{"30%", "0", "256%", "257%", "-1", "%", "1e2", " 5%"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parsePercent(s)
+		if err == nil && (n < 0 || n > 256) {
+			t.Fatalf("parsePercent(%q) = %d, outside 0-256", s, n)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Fatalf("parsePercent(%q): error of more than one line: %q", s, err)
+		}
+	})
 }

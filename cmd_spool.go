@@ -65,6 +65,7 @@ type downCmd struct {
 	lbFlags
 	Sessions       bool      `help:"With --wait, also wait until the load balancers report no current sessions on the server."`
 	Force          bool      `help:"Skip the disruption guard: mark down even if a load balancer would lose its last usable server."`
+	Drain          bool      `help:"Drain instead: health checks answer 404 (NOLB with http-check disable-on-404: sessions finish, no new ones), agents 'drain'."`
 	ServicePort    int       `short:"P" name:"service-port" default:"0" help:"Mark only this instance (port) down; 0 means the whole service."`
 	Reason         string    `short:"r" help:"Why the service is down; shown to HAProxy and in /metrics. Default: the user running the command."`
 	Expiration     *int64    `short:"e" xor:"expiry" help:"Unix time at which the mark stops counting."`
@@ -108,7 +109,7 @@ func (c *downCmd) Run(e *env) error {
 	store := c.store(e)
 	var written []markJSON
 	for _, svc := range c.Services {
-		m, err := store.Down(svc, c.ServicePort, reason, c.expirationTime)
+		m, err := store.Put(spool.Mark{Service: svc, Port: c.ServicePort, Reason: reason, Expiration: c.expirationTime, Drain: c.Drain})
 		if err != nil {
 			return err
 		}
@@ -122,7 +123,11 @@ func (c *downCmd) Run(e *env) error {
 		}
 	}
 	if c.Wait {
-		return waitFor(e, c.lbFlags, c.Services, c.ServicePort, lbwait.Down, c.Sessions, writtenAt)
+		tgt := lbwait.Down
+		if c.Drain {
+			tgt = lbwait.Drain
+		}
+		return waitFor(e, c.lbFlags, c.Services, c.ServicePort, tgt, c.Sessions, writtenAt)
 	}
 	return nil
 }
@@ -148,18 +153,22 @@ func (c *statusCmd) Run(e *env) error {
 		return err
 	}
 	type state struct {
-		Service string    `json:"service"`
-		Port    int       `json:"port"`
-		Up      bool      `json:"up"`
-		Mark    *markJSON `json:"mark,omitempty"`
+		Service string `json:"service"`
+		Port    int    `json:"port"`
+		Up      bool   `json:"up"`
+		// State is UP, DOWN or DRAIN, as the first column of the text output says.
+		State string    `json:"state"`
+		Mark  *markJSON `json:"mark,omitempty"`
 	}
 	var states []state
 	anyDown := false
 	for _, svc := range c.Services {
 		m, down := store.Status(svc, c.ServicePort)
-		st := state{Service: svc, Port: c.ServicePort, Up: !down}
+		st := state{Service: svc, Port: c.ServicePort, Up: !down, State: stateWord(m, down)}
 		if down {
 			anyDown = true
+		}
+		if down || m.WeightOnly() {
 			mj := toMarkJSON(m, e.now())
 			st.Mark = &mj
 		}
@@ -167,9 +176,12 @@ func (c *statusCmd) Run(e *env) error {
 		if c.JSON {
 			continue
 		}
-		if down {
-			fmt.Fprintf(e.stdout, "DOWN\t%s\t%s\n", svc, oneLine(m.Reason))
-		} else {
+		switch {
+		case down:
+			fmt.Fprintf(e.stdout, "%s\t%s\t%s\n", st.State, svc, oneLine(m.Reason))
+		case m.WeightOnly():
+			fmt.Fprintf(e.stdout, "UP\t%s\tweight %d%%\n", svc, *m.Weight)
+		default:
 			fmt.Fprintf(e.stdout, "UP\t%s\n", svc)
 		}
 	}
@@ -207,8 +219,8 @@ func (c *downedCmd) Run(e *env) error {
 		if !m.Expiration.IsZero() {
 			expiry = fmt.Sprintf("expires %s (in %s)", m.Expiration.UTC().Format(time.RFC3339), roundDuration(m.Expiration.Sub(now)))
 		}
-		fmt.Fprintf(e.stdout, "%s\tport=%d\t%s\tdown since %s (%s ago)\t%s\n",
-			m.Service, m.Port, oneLine(m.Reason), m.Creation.UTC().Format(time.RFC3339), roundDuration(now.Sub(m.Creation)), expiry)
+		fmt.Fprintf(e.stdout, "%s\tport=%d\t%s\t%s since %s (%s ago)\t%s\n",
+			m.Service, m.Port, oneLine(m.Reason), markKind(m), m.Creation.UTC().Format(time.RFC3339), roundDuration(now.Sub(m.Creation)), expiry)
 	}
 	return nil
 }
@@ -222,6 +234,33 @@ type markJSON struct {
 	Expiration *int64   `json:"expiration"`  // null: never expires
 	AgeSeconds *float64 `json:"age_seconds"` // null when the creation is unknown
 	Error      string   `json:"error,omitempty"`
+	// Kind is down, drain or weight (a weight-only mark, which holds nothing down).
+	Kind   string `json:"kind"`
+	Drain  bool   `json:"drain"`
+	Weight *int   `json:"weight"` // percent; null when the mark sets none
+}
+
+// stateWord is hastatus's first column: DRAIN for a drain mark, DOWN for any other mark that
+// holds the service down, UP otherwise (a weight-only mark included).
+func stateWord(m spool.Mark, down bool) string {
+	switch {
+	case !down:
+		return "UP"
+	case m.Drain && m.Err == nil:
+		return "DRAIN"
+	}
+	return "DOWN"
+}
+
+// markKind is what a mark does: "down", "drain", or "weight NN%" for a weight-only mark.
+func markKind(m spool.Mark) string {
+	switch {
+	case m.Err == nil && m.Drain:
+		return "drain"
+	case m.WeightOnly():
+		return fmt.Sprintf("weight %d%%", *m.Weight)
+	}
+	return "down"
 }
 
 func toMarkJSON(m spool.Mark, now time.Time) markJSON {
@@ -237,6 +276,8 @@ func toMarkJSON(m spool.Mark, now time.Time) markJSON {
 	if m.Err != nil {
 		out.Error = m.Err.Error()
 	}
+	out.Kind, _, _ = strings.Cut(markKind(m), " ")
+	out.Drain, out.Weight = m.Drain && m.Err == nil, m.Weight
 	return out
 }
 

@@ -61,6 +61,7 @@ type cli struct {
 	Status  statusCmd  `cmd:"" help:"Show whether services are up or down (hastatus); exit 1 if any is down."`
 	Downed  downedCmd  `cmd:"" help:"List every current mark with its reason, age and expiry (hashowdowned)."`
 	List    listCmd    `cmd:"" help:"List services the running server checked recently (halist)."`
+	Weight  weightCmd  `cmd:"" help:"Set a service's share of its load-balancer weight, e.g. 30%, answered by the agent check."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }
 

@@ -51,6 +51,14 @@ type Change struct {
 
 // ActionOf is the action that writing m stands for.
 func ActionOf(m spool.Mark) string {
+	switch {
+	case m.Err != nil:
+		return ActionDown // an unreadable mark counts as down
+	case m.Drain:
+		return ActionDrain
+	case m.WeightOnly():
+		return ActionWeight
+	}
 	return ActionDown
 }
 

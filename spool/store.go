@@ -224,7 +224,8 @@ func notRegularError(mode uint32) *NotRegularError {
 // Status is the effective state of (service, port): down when the host-wide mark, the
 // whole-service mark or the instance's mark holds, checked in that order; the first one found
 // is returned. Expired marks count as up; unreadable ones as down. port 0 checks only the first
-// two.
+// two. A weight-only mark (see Mark.WeightOnly) holds nothing down: when no mark does, the most
+// specific weight-only one is returned, with down false.
 func (s *Store) Status(service string, port int) (m Mark, down bool) {
 	return s.StatusAt(service, port, s.now())
 }
@@ -245,20 +246,33 @@ func (s *Store) StatusAt(service string, port int, now time.Time) (m Mark, down 
 		}
 		return s.Read(service, port)
 	}
-	if m, ok := read(AllServices, 0); ok && !m.Expired(now) {
+	// A weight-only mark is not down: it is returned (the most specific one) only when no
+	// mark holds the service down.
+	var weighted Mark
+	counts := func(m Mark, ok bool) bool {
+		if !ok || m.Expired(now) {
+			return false
+		}
+		if m.WeightOnly() {
+			weighted = m
+			return false
+		}
+		return true
+	}
+	if m, ok := read(AllServices, 0); counts(m, ok) {
 		return m, true
 	}
 	if service != AllServices {
-		if m, ok := read(service, 0); ok && !m.Expired(now) {
+		if m, ok := read(service, 0); counts(m, ok) {
 			return m, true
 		}
 	}
 	if port != 0 {
-		if m, ok := read(service, port); ok && !m.Expired(now) {
+		if m, ok := read(service, port); counts(m, ok) {
 			return m, true
 		}
 	}
-	return Mark{}, false
+	return weighted, false
 }
 
 // List returns every mark that counts now (unexpired or unreadable), sorted by service and port.

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/hacheck/hacheck/audit"
+	"github.com/hacheck/hacheck/spool"
+)
+
+// weightCmd is `hacheck weight SERVICE NN%`: a weight-only mark, which the agent check answers
+// as "ready NN%" (HAProxy then gives the server NN% of its configured weight) and which holds
+// nothing down: HTTP health checks answer as without it. `haup` removes it.
+type weightCmd struct {
+	spoolFlags
+	ServicePort   int    `short:"P" name:"service-port" default:"0" help:"Weight only this instance (port); 0 means the whole service."`
+	Reason        string `short:"r" help:"Why; default: the user running the command."`
+	JSON          bool   `name:"json" help:"Print the written mark as JSON."`
+	NonhumansFile string `name:"nonhumans-file" default:"/etc/nonhumans" hidden:"" help:"Accounts that must give a --reason."`
+	Service       string `arg:"" name:"service" help:"Service name."`
+	Percent       string `arg:"" name:"percent" help:"Share of the configured weight, 0% to 256%."`
+}
+
+func (c *weightCmd) Run(e *env) error {
+	if err := validateTargets([]string{c.Service}, c.ServicePort); err != nil {
+		return err
+	}
+	if c.Service == spool.AllServices {
+		return usageErrorf("a weight is set per service, not on %q", spool.AllServices)
+	}
+	weight, err := parsePercent(c.Percent)
+	if err != nil {
+		return err
+	}
+	reason := c.Reason
+	if reason == "" {
+		if reason, err = defaultReason(e, c.NonhumansFile); err != nil {
+			return err
+		}
+	}
+	store := c.store(e)
+	// A weight replaces the mark of the same name; it must not quietly bring back a service
+	// someone took down or is draining.
+	if old, ok := store.Read(c.Service, c.ServicePort); ok && !old.Expired(e.now()) && !old.WeightOnly() {
+		return fmt.Errorf("%s is marked %s (%s); haup it first", spool.FileName(c.Service, c.ServicePort), markKind(old), oneLine(old.Reason))
+	}
+	m, err := store.Put(spool.Mark{Service: c.Service, Port: c.ServicePort, Reason: reason, Weight: &weight})
+	if err != nil {
+		return err
+	}
+	logChange(e, audit.Change{Action: audit.ActionOf(m), Service: c.Service, Port: c.ServicePort, Reason: m.Reason, Weight: m.Weight})
+	if c.JSON {
+		return json.NewEncoder(e.stdout).Encode(toMarkJSON(m, e.now()))
+	}
+	return nil
+}
+
+// parsePercent reads "30%" or "30": a whole percentage from 0 to 256, what HAProxy's agent
+// check accepts.
+func parsePercent(text string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSuffix(text, "%"))
+	if err != nil || n < 0 || n > spool.MaxWeight {
+		return 0, usageErrorf("weight %q: must be a whole percentage from 0%% to %d%%", text, spool.MaxWeight)
+	}
+	return n, nil
+}
