@@ -225,6 +225,16 @@ func TestMaintenanceWait(t *testing.T) {
 	})
 	t.Run("haup --wait returns once both hold it UP", backUp)
 
+	t.Run("hadown --drain --wait returns once both hold it NOLB", func(t *testing.T) {
+		r := s.run(t, "hadown", "-r", "e2e", "--drain", "--wait", "-P", port1, "web")
+		app1 := s.statusOn(t, "be_web/app1")
+		ok("hadown --drain --wait", r)
+		if !all(app1, "NOLB") {
+			t.Fatalf("hadown --drain --wait returned after %v, but app1 is %v on lb1, lb2\nstderr: %s", r.took, app1, r.stderr)
+		}
+		backUp(t)
+	})
+
 	t.Run("--sessions waits for the session in flight", func(t *testing.T) {
 		client := &http.Client{Timeout: 30 * time.Second}
 		finished := make(chan time.Time, 1)
