@@ -89,7 +89,7 @@ type Metrics struct {
 	requestsSource  *prometheus.CounterVec
 	requestDuration *prometheus.HistogramVec
 	checkDuration   *prometheus.HistogramVec
-	cacheRequests   [4]prometheus.Counter // indexed like check.CacheResults
+	cacheRequests   cacheCounters
 	inFlight        prometheus.Gauge
 	overflow        *prometheus.CounterVec
 	overflowService prometheus.Counter
@@ -160,8 +160,8 @@ func New(store *spool.Store, version string, opts Options) *Metrics {
 		Name: "hacheck_cache_requests_total",
 		Help: "Check requests that reached the result cache, by how it served them (hit, miss, coalesced, bypass).",
 	}, []string{"result"})
-	for i, r := range check.CacheResults {
-		m.cacheRequests[i] = cache.WithLabelValues(string(r))
+	for _, r := range check.CacheResults {
+		*m.cacheRequests.of(r) = cache.WithLabelValues(string(r))
 	}
 	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "hacheck_checks_in_flight",
@@ -277,16 +277,31 @@ func (m *Metrics) CheckFinished(protocol string, outcome check.Outcome, elapsed 
 // CacheServed counts how the cache served a request; results outside check.CacheResults are
 // ignored. It implements check.Observer.
 func (m *Metrics) CacheServed(protocol string, result check.CacheResult) {
+	if c := m.cacheRequests.of(result); c != nil {
+		(*c).Inc()
+	}
+}
+
+// cacheCounters are hacheck_cache_requests_total's series, one per check.CacheResults entry,
+// created by New.
+type cacheCounters struct {
+	hit, miss, coalesced, bypass prometheus.Counter
+}
+
+// of is result's counter, or nil for a result that is not counted. New fills every one it
+// returns for check.CacheResults, and panics (in every test) if a result there has no field.
+func (c *cacheCounters) of(result check.CacheResult) *prometheus.Counter {
 	switch result {
 	case check.CacheHit:
-		m.cacheRequests[0].Inc()
+		return &c.hit
 	case check.CacheMiss:
-		m.cacheRequests[1].Inc()
+		return &c.miss
 	case check.CacheCoalesced:
-		m.cacheRequests[2].Inc()
+		return &c.coalesced
 	case check.CacheBypass:
-		m.cacheRequests[3].Inc()
+		return &c.bypass
 	}
+	return nil
 }
 
 // ObserveRequest records one answered check request: its counter (protocol "" counts as
