@@ -1,7 +1,9 @@
 package check
 
 import (
+	"os"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -10,6 +12,19 @@ func TestNewRegistryProtocols(t *testing.T) {
 	want := []string{"grpc", "haproxy", "http", "https", "mysql", "postgres", "redis", "redis-info", "sentinel", "sentinel-info", "smtp", "spool", "tcp"}
 	if !slices.Equal(got, want) {
 		t.Errorf("NewRegistry(Options{}).Names() = %q, want %q", got, want)
+	}
+}
+
+// The README's protocol table is where users look: every registered protocol has a row there.
+func TestREADMEListsEveryProtocol(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range NewRegistry(Options{}).Names() {
+		if !strings.Contains(string(readme), "| `/"+name+"/") && !strings.Contains(string(readme), ", `/"+name+"/") {
+			t.Errorf("README.md has no row for /%s/", name)
+		}
 	}
 }
 
