@@ -39,8 +39,8 @@ func newSpoolCollector(store *spool.Store) *spoolCollector {
 			"Unix time each current spool mark expires; absent for marks without an expiration.",
 			labels, nil),
 		info: prometheus.NewDesc("hacheck_spool_mark_info",
-			"Always 1, one series per current spool mark; reason is the mark's reason, cut to 100 bytes.",
-			append(labels, "reason"), nil),
+			"Always 1, one series per current spool mark; reason is the mark's reason, cut to 100 bytes; kind is down, drain or weight (a weight-only mark, which holds nothing down).",
+			append(labels, "reason", "kind"), nil),
 		unreadable: prometheus.NewDesc("hacheck_spool_marks_unreadable",
 			"Spool marks that exist but cannot be read or parsed; each counts as down.",
 			nil, nil),
@@ -83,7 +83,7 @@ func (c *spoolCollector) Collect(ch chan<- prometheus.Metric) {
 		if !m.Expiration.IsZero() {
 			send(ch, c.expiration, unixSeconds(m.Expiration), service, port)
 		}
-		send(ch, c.info, 1, service, port, truncateReason(m.Reason))
+		send(ch, c.info, 1, service, port, truncateReason(m.Reason), markKind(m))
 	}
 	send(ch, c.unreadable, float64(unreadable))
 }
@@ -109,4 +109,15 @@ func truncateReason(reason string) string {
 		cut--
 	}
 	return reason[:cut]
+}
+
+// markKind is the kind label of hacheck_spool_mark_info.
+func markKind(m spool.Mark) string {
+	switch {
+	case m.Err == nil && m.Drain:
+		return "drain"
+	case m.WeightOnly():
+		return "weight"
+	}
+	return "down"
 }

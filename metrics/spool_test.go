@@ -23,7 +23,7 @@ const spoolHelp = `
 # TYPE hacheck_spool_mark_creation_timestamp_seconds gauge
 # HELP hacheck_spool_mark_expiration_timestamp_seconds Unix time each current spool mark expires; absent for marks without an expiration.
 # TYPE hacheck_spool_mark_expiration_timestamp_seconds gauge
-# HELP hacheck_spool_mark_info Always 1, one series per current spool mark; reason is the mark's reason, cut to 100 bytes.
+# HELP hacheck_spool_mark_info Always 1, one series per current spool mark; reason is the mark's reason, cut to 100 bytes; kind is down, drain or weight (a weight-only mark, which holds nothing down).
 # TYPE hacheck_spool_mark_info gauge
 # HELP hacheck_spool_marks_unreadable Spool marks that exist but cannot be read or parsed; each counts as down.
 # TYPE hacheck_spool_marks_unreadable gauge
@@ -59,9 +59,9 @@ hacheck_spool_mark_creation_timestamp_seconds{port="0",service="all"} 1735787045
 hacheck_spool_mark_creation_timestamp_seconds{port="0",service="web"} 1735787045
 hacheck_spool_mark_creation_timestamp_seconds{port="8080",service="web"} 1735787045
 hacheck_spool_mark_expiration_timestamp_seconds{port="8080",service="web"} 1735790645
-hacheck_spool_mark_info{port="0",reason="",service="all"} 1
-hacheck_spool_mark_info{port="0",reason="maintenance by alice",service="web"} 1
-hacheck_spool_mark_info{port="8080",reason="x`+strings.Repeat("é", 49)+`",service="web"} 1
+hacheck_spool_mark_info{kind="down",port="0",reason="",service="all"} 1
+hacheck_spool_mark_info{kind="down",port="0",reason="maintenance by alice",service="web"} 1
+hacheck_spool_mark_info{kind="down",port="8080",reason="x`+strings.Repeat("é", 49)+`",service="web"} 1
 hacheck_spool_marks_unreadable 0
 hacheck_spool_read_errors_total 0
 `, spoolFamilies...)
@@ -77,7 +77,7 @@ hacheck_spool_read_errors_total 0
 	compare(t, m, spoolHelp+`
 hacheck_spool_mark_creation_timestamp_seconds{port="8080",service="web"} 1735787045
 hacheck_spool_mark_expiration_timestamp_seconds{port="8080",service="web"} 1735790645
-hacheck_spool_mark_info{port="8080",reason="x`+strings.Repeat("é", 49)+`",service="web"} 1
+hacheck_spool_mark_info{kind="down",port="8080",reason="x`+strings.Repeat("é", 49)+`",service="web"} 1
 hacheck_spool_marks_unreadable 0
 hacheck_spool_read_errors_total 0
 `, spoolFamilies...)
@@ -171,4 +171,25 @@ hacheck_spool_mark_expiration_timestamp_seconds{port="0",service="far"} 2e+10
 hacheck_spool_marks_unreadable 0
 hacheck_spool_read_errors_total 0
 `, "hacheck_spool_mark_creation_timestamp_seconds", "hacheck_spool_mark_expiration_timestamp_seconds", "hacheck_spool_marks_unreadable", "hacheck_spool_read_errors_total")
+}
+
+func TestSpoolMarkKinds(t *testing.T) {
+	m, store := newTestMetrics(t, Options{})
+	weight := 30
+	for _, mark := range []spool.Mark{
+		{Service: "web", Reason: "deploy", Drain: true},
+		{Service: "api", Reason: "canary", Weight: &weight},
+		{Service: "db", Reason: "disk"},
+	} {
+		if _, err := store.Put(mark); err != nil {
+			t.Fatal(err)
+		}
+	}
+	compare(t, m, `
+# HELP hacheck_spool_mark_info Always 1, one series per current spool mark; reason is the mark's reason, cut to 100 bytes; kind is down, drain or weight (a weight-only mark, which holds nothing down).
+# TYPE hacheck_spool_mark_info gauge
+hacheck_spool_mark_info{kind="down",port="0",reason="disk",service="db"} 1
+hacheck_spool_mark_info{kind="drain",port="0",reason="deploy",service="web"} 1
+hacheck_spool_mark_info{kind="weight",port="0",reason="canary",service="api"} 1
+`, "hacheck_spool_mark_info")
 }
