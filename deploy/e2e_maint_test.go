@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -338,4 +339,75 @@ func TestMaintenanceWaitTiming(t *testing.T) {
 	slices.Sort(took)
 	t.Logf("hadown --wait over %d runs (inter 200ms fall 2, two HAProxy): median %v, min %v, max %v, all %v",
 		runs, took[len(took)/2].Round(time.Millisecond), took[0].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), took)
+}
+
+// TestMaintenanceWaitAgent: --wait on a service that a load balancer knows only through the
+// agent check. The load balancer has seen a change once it fetched a reply written after it;
+// HAProxy acts on a reply as it reads it, so the state shows a moment later at most.
+func TestMaintenanceWaitAgent(t *testing.T) {
+	haproxyBin := requireTool(t, "haproxy", "/usr/sbin/haproxy")
+	bin := hacheckBin(t)
+	dir := t.TempDir()
+	agentPort := freePort(t)
+	cfg := filepath.Join(dir, "hacheck.yml")
+	if err := os.WriteFile(cfg, []byte("log_path: stderr\nagent_port: "+strconv.Itoa(agentPort)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &maintSetup{hc: startHacheck(t, bin, filepath.Join(dir, "spool"), cfg, 0), app1: newMaintApp(t, "app1"), app2: newMaintApp(t, "app2")}
+	hp, _ := startHAProxy(t, haproxyBin, func(sock string, front int) string {
+		var b bytes.Buffer
+		err := agentTemplate.Execute(&b, map[string]any{"Sock": sock, "Front": front, "Agent": agentPort,
+			"App1": s.app1.port(), "App2": s.app2.port()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	})
+	const web = "be_agent/app1"
+	is := func(status, weight string) func(stats) bool {
+		return func(st stats) bool { return st[web].status() == status && st[web]["weight"] == weight }
+	}
+	hp.waitState(t, 10*time.Second, "app1 UP at full weight", is("UP", "10"))
+	// hacheck knows the load balancer once it asked the agent about web.
+	waitFor(t, 10*time.Second, "HAProxy's first agent check", func() (bool, string) {
+		resp, err := http.Get(s.hc.url("/lb/web"))
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return bytes.Contains(body, []byte(`"reply":"ready`)), string(body)
+	})
+
+	for _, step := range []struct {
+		name           string
+		args           []string
+		status, weight string
+	}{
+		{"hadown --wait: MAINT", []string{"hadown", "-r", "e2e", "--wait", "web"}, "MAINT", "10"},
+		{"haup --wait: UP", []string{"haup", "--wait", "web"}, "UP", "10"},
+		{"hadown --drain --wait: DRAIN", []string{"hadown", "-r", "e2e", "--drain", "--wait", "web"}, "DRAIN (agent)", "10"},
+		{"haup --wait: UP again", []string{"haup", "--wait", "web"}, "UP", "10"},
+	} {
+		r := s.run(t, step.args[0], step.args[1:]...)
+		if r.code != 0 {
+			t.Fatalf("%s: exit %d after %v: %s", step.name, r.code, r.took, r.stderr)
+		}
+		if !strings.Contains(r.stderr, "1 agent(s)") {
+			t.Fatalf("%s: waited on no agent: %s", step.name, r.stderr)
+		}
+		hp.waitState(t, 2*time.Second, step.name+" (HAProxy acts on the reply it fetched)", is(step.status, step.weight))
+	}
+
+	// A weight: HAProxy gives the server that share of its configured weight.
+	weight := exec.Command(filepath.Join(s.hc.bin, "hacheck"), "weight", "--spool-root", s.hc.spoolRoot, "web", "30%")
+	weight.Env = hacheckEnv()
+	if out, err := weight.CombinedOutput(); err != nil {
+		t.Fatalf("hacheck weight: %v: %s", err, out)
+	}
+	hp.waitState(t, 10*time.Second, "app1 UP at 30% of weight 10", is("UP", "3"))
+	if r := s.run(t, "haup", "--wait", "web"); r.code != 0 {
+		t.Fatalf("haup --wait after the weight: exit %d: %s", r.code, r.stderr)
+	}
+	hp.waitState(t, 2*time.Second, "app1 back at full weight", is("UP", "10"))
 }
