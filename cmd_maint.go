@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/hacheck/hacheck/audit"
 	"github.com/hacheck/hacheck/lb"
 	"github.com/hacheck/hacheck/lbwait"
+	"github.com/hacheck/hacheck/spool"
 )
 
 // Exit codes of the safe-maintenance options, documented in the README.
@@ -138,6 +140,14 @@ func waitFor(e *env, f lbFlags, services []string, port int, tgt lbwait.Target, 
 	ctx, cancel := context.WithTimeout(context.Background(), f.Timeout)
 	defer cancel()
 	start := time.Now()
+	services, err := expandAll(ctx, f.Port, services)
+	if err != nil {
+		return usageErrorf("marks written, but cannot --wait: %v", err)
+	}
+	if len(services) == 0 {
+		fmt.Fprintln(e.stderr, "no service was checked recently; nothing to wait for")
+		return nil
+	}
 	var pending []string
 	for _, svc := range services {
 		c := lbwait.Change{Service: svc, Port: port, Target: tgt, At: at, Sessions: sessions}
@@ -206,4 +216,55 @@ func logChange(e *env, ch audit.Change) {
 	}
 	l := zerolog.New(w).With().Timestamp().Logger()
 	audit.Log(&l, ch)
+}
+
+// recentWindow is how far back expandAll looks for services: several of HAProxy's usual check
+// intervals, as the server's lb_window.
+const recentWindow = 60
+
+// expandAll replaces the host-wide mark "all", which load balancers never ask about by that
+// name, with every service the running server answered checks for within recentWindow
+// seconds: those are what the host-wide mark takes out.
+func expandAll(ctx context.Context, serverPort int, services []string) ([]string, error) {
+	if !slices.Contains(services, spool.AllServices) {
+		return services, nil
+	}
+	u := url.URL{Scheme: "http", Host: "localhost:" + strconv.Itoa(serverPort), Path: "/recent", RawQuery: "threshold=" + strconv.Itoa(recentWindow)}
+	ctx, cancel := context.WithTimeout(ctx, lbRequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, &unreachableError{serverPort, err}
+	}
+	defer resp.Body.Close()
+	var recent struct {
+		SeenServices [][2]json.RawMessage `json:"seen_services"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", u.String(), resp.Status)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 32<<20)).Decode(&recent); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", u.String(), err)
+	}
+	var out []string
+	for _, svc := range services {
+		if svc != spool.AllServices {
+			out = append(out, svc)
+		}
+	}
+	for _, pair := range recent.SeenServices {
+		var name string
+		if json.Unmarshal(pair[0], &name) == nil && spool.ValidateName(name) == nil && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
 }

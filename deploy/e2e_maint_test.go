@@ -303,6 +303,23 @@ func TestMaintenanceWait(t *testing.T) {
 		ok("haup --wait solo", s.run(t, "haup", "--wait", "solo"))
 	})
 
+	t.Run("the host-wide mark waits for every service checked", func(t *testing.T) {
+		r := s.run(t, "hadown", "-r", "e2e", "--wait", "all")
+		ok("hadown --wait all", r)
+		for _, line := range []string{"be_web/app1", "be_web/app2", "be_solo/solo1"} {
+			if st := s.statusOn(t, line); !all(st, "DOWN") {
+				t.Fatalf("hadown --wait all returned after %v, but %s is %v\nstderr: %s", r.took, line, st, r.stderr)
+			}
+		}
+		r = s.run(t, "haup", "--wait", "all")
+		ok("haup --wait all", r)
+		for _, line := range []string{"be_web/app1", "be_web/app2", "be_solo/solo1"} {
+			if st := s.statusOn(t, line); !all(st, "UP") {
+				t.Fatalf("haup --wait all returned after %v, but %s is %v", r.took, line, st)
+			}
+		}
+	})
+
 	t.Run("a load balancer that stopped is named at the timeout", func(t *testing.T) {
 		s.lbs[1].stop(t, 10*time.Second)
 		r := s.run(t, "hadown", "-r", "e2e", "--wait", "--timeout", "3s", "-P", port1, "web")
