@@ -20,8 +20,8 @@ import (
 // lookups proportional to the cache's size, which keeps republishing amortised O(1) (the
 // scheme of sync.Map, with string keys that need no allocation to look up).
 //
-// Clients choose keys (service names, queries), so the cache holds at most MaxCacheEntries.
-// Once full, it keeps the keys asked for again and again (the load balancers' checks) over
+// Clients choose keys (service names, queries), so the cache holds at most MaxCacheEntries
+// keys and MaxCacheBytes of keys and results. Once full, it keeps the keys asked for again and again (the load balancers' checks) over
 // keys asked for once (a flood of invented ones): a new key is cached only on its second
 // request, and then in place of an entry asked for least of late (the generalised CLOCK rule:
 // each request raises an entry's small use count, each pass of eviction's hand lowers it, and
@@ -47,18 +47,14 @@ type Cache struct {
 	seenOnce *[seenOnceSlots]uint32
 	seed     maphash.Seed
 	clock    func() time.Time // time.Now; tests fake it
+	// bytes is what the cached entries weigh (entrySize): changed by a check as it finishes,
+	// before the entry can be evicted, and by eviction and sweeps under mu.
+	bytes atomic.Int64
 
 	// Every Get ends in exactly one of hits, misses, coalesced or bypasses, so gets is their sum
 	// rather than one more atomic that every request on every core would write.
 	hits, misses, coalesced, bypasses, sets, expirations, evictions atomic.Uint64
 }
-
-// seenOnceSlots is how many keys asked for once a full cache remembers (4 bytes each).
-const seenOnceSlots = 1 << 16
-
-// maxUses caps an entry's use count: how many passes of eviction's hand an entry asked for
-// often outlasts without being asked for again.
-const maxUses = 3
 
 type cacheEntry struct {
 	state atomic.Pointer[entryState] // nil until the first check of the key starts, and once evicted
@@ -68,8 +64,9 @@ type cacheEntry struct {
 	// from the line they read state from. Lost updates between cores are harmless.
 	uses atomic.Uint32
 	memo Memo
-	key  string // guarded by mu
-	slot int    // index in ring; guarded by mu
+	key  string       // guarded by mu
+	slot int          // index in ring; guarded by mu
+	size atomic.Int64 // entrySize of its last result, counted in Cache.bytes
 }
 
 // Memo is where the cache's caller keeps what it derives from a key and would otherwise look
@@ -151,7 +148,7 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 		}
 		c.sweepLocked(now, ttl)
 		slot := -1
-		if len(c.entries) >= MaxCacheEntries {
+		if c.fullLocked() {
 			if slot = c.admitLocked(key); slot < 0 {
 				kind = c.countCheck(bypass)
 				return c.checkUncachedLocked(key, ttl, fill), kind, false, nil
@@ -185,8 +182,15 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 	c.mu.Unlock()
 
 	kind = c.countCheck(bypass)
-	c.run(st, ttl, fill)
+	c.run(st, ttl, fill, e)
 	c.sets.Add(1)
+	if c.bytes.Load() > MaxCacheBytes {
+		// The refreshed result is bigger than the one it replaced: make room now rather
+		// than wait for the next new key.
+		c.mu.Lock()
+		c.shrinkLocked(-1)
+		c.mu.Unlock()
+	}
 	if previous != nil {
 		changed = previous.result.Healthy() != st.result.Healthy()
 	} else {
@@ -207,7 +211,9 @@ func (c *Cache) countCheck(bypass bool) CacheResult {
 
 // run fills st and releases its waiters, even when fill panics or its goroutine exits: the
 // pipeline's fill recovers on its own; this is the cache keeping its promise to any caller.
-func (c *Cache) run(st *entryState, ttl time.Duration, fill func() Result) {
+// e is the entry st belongs to (nil for a key not cached), whose weight it updates before the
+// result is published: a finished entry may be evicted at once, which subtracts its size.
+func (c *Cache) run(st *entryState, ttl time.Duration, fill func() Result, e *cacheEntry) {
 	finished := false
 	defer func() {
 		if finished {
@@ -216,6 +222,7 @@ func (c *Cache) run(st *entryState, ttl time.Duration, fill func() Result) {
 		r := recover()
 		st.result = Result{Code: http.StatusServiceUnavailable, Message: "check failed: internal error", Outcome: OutcomeError}
 		st.expires = c.clock()
+		c.weigh(e, st.result)
 		st.finish()
 		if r != nil {
 			panic(r)
@@ -223,6 +230,7 @@ func (c *Cache) run(st *entryState, ttl time.Duration, fill func() Result) {
 	}()
 	st.result = fill()
 	st.expires = c.clock().Add(ttl)
+	c.weigh(e, st.result)
 	st.finish()
 	finished = true
 }
@@ -239,80 +247,8 @@ func (c *Cache) checkUncachedLocked(key []byte, ttl time.Duration, fill func() R
 		delete(c.inflight, k)
 		c.mu.Unlock()
 	}()
-	c.run(st, ttl, fill)
+	c.run(st, ttl, fill, nil)
 	return st.result
-}
-
-// admitLocked decides whether a full cache takes a new key: on the key's second request, in
-// the slot of an entry eviction gives up, whose index it returns; otherwise -1 (the first
-// request is remembered instead). Callers hold mu.
-func (c *Cache) admitLocked(key []byte) int {
-	h := maphash.Bytes(c.seed, key)
-	i := h & (seenOnceSlots - 1)
-	fingerprint := uint32(h>>32) | 1 // never 0, the empty slot
-	if c.seenOnce[i] != fingerprint {
-		c.seenOnce[i] = fingerprint
-		return -1
-	}
-	slot := c.victimLocked()
-	if slot >= 0 {
-		c.seenOnce[i] = 0
-	}
-	return slot
-}
-
-// victimLocked evicts the first entry from the hand on whose use count is zero, lowering the
-// counts it passes, and returns its ring slot; -1 when every entry is checking (nothing
-// finished to give up). Callers hold mu.
-func (c *Cache) victimLocked() int {
-	n := len(c.ring)
-	for range (maxUses + 2) * n {
-		i := c.hand
-		if c.hand++; c.hand == n {
-			c.hand = 0
-		}
-		e := c.ring[i]
-		if st := e.state.Load(); st == nil || !st.finished.Load() {
-			continue
-		}
-		if uses := e.uses.Load(); uses > 0 {
-			e.uses.Store(uses - 1)
-			continue
-		}
-		delete(c.entries, e.key)
-		// Readers of the published map, which still has the entry until the next publish,
-		// find no state and take the locked path, where the key is no longer cached.
-		e.state.Store(nil)
-		c.evictions.Add(1)
-		return i
-	}
-	return -1
-}
-
-// placeLocked puts a new entry in the ring: in the slot of the entry it replaces, or at the
-// end (slot -1). A replacement lands just behind the hand, so it is looked at last. Callers
-// hold mu.
-func (c *Cache) placeLocked(e *cacheEntry, slot int) {
-	if slot < 0 {
-		slot = len(c.ring)
-		c.ring = append(c.ring, nil)
-	}
-	e.slot = slot
-	c.ring[slot] = e
-}
-
-// removeLocked takes e out of the ring (its entries map entry is the caller's). Callers hold
-// mu.
-func (c *Cache) removeLocked(e *cacheEntry) {
-	last := len(c.ring) - 1
-	moved := c.ring[last]
-	c.ring[e.slot] = moved
-	moved.slot = e.slot
-	c.ring[last] = nil
-	c.ring = c.ring[:last]
-	if c.hand >= len(c.ring) {
-		c.hand = 0
-	}
 }
 
 // verdict is how a request can be answered from an entry's state.
@@ -405,6 +341,7 @@ func (c *Cache) sweepExpiredLocked(now time.Time, grace time.Duration) {
 		}
 		if st.finished.Load() && now.Sub(st.expires) >= grace {
 			delete(c.entries, key)
+			c.bytes.Add(-e.size.Load())
 			c.removeLocked(e)
 			c.expirations.Add(1)
 			swept = true

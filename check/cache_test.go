@@ -2,9 +2,11 @@ package check
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -153,4 +155,34 @@ func TestCacheIsBounded(t *testing.T) {
 	if n := c.Stats().Entries; n != MaxCacheEntries {
 		t.Fatalf("cache holds %d entries, cap %d", n, MaxCacheEntries)
 	}
+}
+
+// What a flood of keys can make the cache hold is bounded in bytes, not only in keys: with
+// every upstream answering the most of a body a check keeps (4 KiB), 30,000 keys asked for
+// twice each leave the cache's live heap within its byte budget and a margin.
+func TestCacheMemoryBounded(t *testing.T) {
+	c := NewCache()
+	now := time.Now()
+	body := strings.Repeat("x", DefaultBodyLimit)
+	fill := func() Result {
+		// A copy per check, as the http checker makes one per response.
+		return Result{Code: 200, Message: string([]byte(body)), Outcome: OutcomeOK}
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range 30_000 {
+		key := []byte(fmt.Sprintf("http\x00%0128d\x008080\x00health\x00", i))
+		c.Get(key, now, time.Hour, false, fill)
+		c.Get(key, now, time.Hour, false, fill)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	// The byte budget (8 MiB) and a margin for the maps and what the runtime keeps.
+	if limit := int64(16 << 20); held > limit {
+		t.Errorf("the cache holds %.1f MiB of heap after a flood of 4 KiB results, want at most %.1f MiB", float64(held)/(1<<20), float64(limit)/(1<<20))
+	}
+	t.Logf("heap held by the cache: %.1f MiB", float64(held)/(1<<20))
+	runtime.KeepAlive(c)
 }

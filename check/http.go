@@ -115,6 +115,19 @@ func dialWithinCheck(d *net.Dialer) func(ctx context.Context, network, addr stri
 	}
 }
 
+// readCapped reads r to its end or to limit bytes. When net/http knows the body's length (not
+// -1) it reads into one buffer of that size, capped, and stops at that length as net/http's
+// body does: io.ReadAll would grow its buffer by doubling, garbage of twice the body on every
+// check.
+func readCapped(r io.Reader, length, limit int64) ([]byte, error) {
+	if length < 0 {
+		return io.ReadAll(io.LimitReader(r, limit))
+	}
+	buf := make([]byte, min(length, limit))
+	n, err := io.ReadFull(r, buf)
+	return buf[:n], err
+}
+
 // asCheckDeadline reports a socket timeout at the check's deadline as the check's context's
 // error: the socket's deadline is the check's (see dialWithinCheck), and whether the socket or
 // the context noticed first is a race that must not change the message.
@@ -172,7 +185,7 @@ func (c *httpChecker) Check(ctx context.Context, t Target) (Result, error) {
 	// connection, so an endless body cannot hold the check.
 	defer resp.Body.Close()
 
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.bodyLimit+1))
+	body, err := readCapped(resp.Body, resp.ContentLength, c.bodyLimit+1)
 	if err != nil {
 		return failure(ctx, fmt.Errorf("reading body of %d response: %w", resp.StatusCode, asCheckDeadline(ctx, err)), time.Since(start)), nil
 	}

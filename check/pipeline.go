@@ -184,7 +184,7 @@ func (p *Pipeline) Answer(req Request) Answer {
 			Header: forwardedHeaders(req, s.HeadersToCopy)}
 		result := p.runCheck(checker, req.Protocol, target, s.CheckTimeout)
 		result.needsContentType = result.Message != "" &&
-			!strings.HasPrefix(http.DetectContentType([]byte(result.Message)), "text/plain")
+			!strings.HasPrefix(http.DetectContentType([]byte(result.Message[:min(len(result.Message), sniffLen)])), "text/plain")
 		return result
 	})
 	p.observer.CacheServed(req.Protocol, cacheResult)
@@ -282,6 +282,10 @@ func (p *Pipeline) runCheck(checker Checker, protocol string, target Target, tim
 	}
 	return result
 }
+
+// sniffLen is how much of a body http.DetectContentType looks at: copying more for it would
+// only make garbage on every check.
+const sniffLen = 512
 
 // MaxQueryLen bounds a check's path and query string together. Health-check URLs are short;
 // long ones would only let a client fill the cache with big keys.
