@@ -59,6 +59,14 @@ func Run(ctx context.Context, opts RunOptions, stderr io.Writer) error {
 	} else if before != after {
 		logger.Info().Uint64("from", before).Uint64("to", after).Msg("raised the open files limit")
 	}
+	// Sockets handed over by systemd (hacheck.socket) outlive this process, so checks queue in
+	// the kernel instead of being refused while hacheck restarts. Taken before anything starts
+	// running, so that a bad one is all a failed start reports.
+	inherited, err := InheritedListeners()
+	if err != nil {
+		return err
+	}
+	defer closeAll(inherited) // Serve closes them too; this is for a failed start
 	store := spool.New(opts.SpoolRoot)
 	if err := store.EnsureRoot(); err != nil {
 		return err
@@ -81,8 +89,10 @@ func Run(ctx context.Context, opts RunOptions, stderr io.Writer) error {
 	}
 	warnUnreadableMarks(store, logger)
 
-	listeners, err := Listen(opts.BindAddress, opts.Ports)
-	if err != nil {
+	listeners := inherited
+	if listeners != nil {
+		logger.Info().Msg("serving the sockets passed by socket activation; --port and --bind-address do not apply to them")
+	} else if listeners, err = Listen(opts.BindAddress, opts.Ports); err != nil {
 		return err
 	}
 	addrs := make([]string, len(listeners))
@@ -200,5 +210,11 @@ func warnUnreadableMarks(store *spool.Store, logger zerolog.Logger) {
 		if m.Err != nil {
 			logger.Warn().Str("mark", m.Name()).Err(m.Err).Msg("unreadable mark counts as down")
 		}
+	}
+}
+
+func closeAll(listeners []net.Listener) {
+	for _, l := range listeners {
+		l.Close()
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hacheck/hacheck/server/listener"
@@ -53,9 +54,13 @@ func (s *Server) httpServer() *http.Server {
 }
 
 // Serve serves on every listener until ctx is cancelled, then shuts down gracefully: no new
-// connections, running checks finish (bounded by shutdownGrace).
+// connections, and every connection already accepted gets its answer (bounded by
+// shutdownGrace).
 func (s *Server) Serve(ctx context.Context, listeners []net.Listener, shutdownGrace time.Duration) error {
 	srv := s.httpServer()
+	var open openConns
+	open.zero = make(chan struct{}, 1)
+	srv.ConnState = open.track
 	errs := make(chan error, len(listeners))
 	for _, l := range listeners {
 		go func() { errs <- srv.Serve(l) }()
@@ -68,10 +73,64 @@ func (s *Server) Serve(ctx context.Context, listeners []net.Listener, shutdownGr
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	// net/http drops, unanswered, a request it reads once Shutdown has begun: a check that
+	// connected just before it would fail. So first stop accepting (with socket activation the
+	// connections not accepted yet wait in the kernel for the next hacheck), let every
+	// accepted connection have its answer, and only then shut down.
+	for _, l := range listeners {
+		l.Close()
+	}
+	// Once its Serve loop has returned, every connection a listener accepted is counted.
+	for range listeners {
+		<-errs
+	}
+	open.drain(shutdownCtx, srv)
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// openConns counts the HTTP server's open connections: one atomic add when a connection opens
+// and one when it closes, nothing per request.
+type openConns struct {
+	n    atomic.Int64
+	zero chan struct{} // gets a value when the count drops to zero
+}
+
+func (o *openConns) track(_ net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		o.n.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		if o.n.Add(-1) == 0 {
+			select {
+			case o.zero <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// drainPoll is how often drain closes keep-alive connections that went idle after it began.
+const drainPoll = 10 * time.Millisecond
+
+// drain waits until every connection of srv is closed or ctx ends. With keep-alives off, each
+// busy connection closes after its answer and idle ones are closed; a connection that went
+// idle just as they were turned off is caught at the next poll.
+func (o *openConns) drain(ctx context.Context, srv *http.Server) {
+	srv.SetKeepAlivesEnabled(false)
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	for o.n.Load() > 0 {
+		select {
+		case <-o.zero:
+		case <-tick.C:
+			srv.SetKeepAlivesEnabled(false)
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // newStdLogger routes net/http's own complaints (TLS handshakes, accept errors, panics in
