@@ -248,6 +248,7 @@ func (b *build) packageInfo() (*nfpm.Info, error) {
 	contents := files.Contents{
 		file(bin, "/usr/bin/hacheck", 0o755),
 		file(deploy("hacheck.service"), "/lib/systemd/system/hacheck.service", 0o644),
+		file(deploy("hacheck.socket"), "/lib/systemd/system/hacheck.socket", 0o644),
 		file(deploy("hacheck.sysusers"), "/usr/lib/sysusers.d/hacheck.conf", 0o644),
 		file(deploy("hacheck.tmpfiles"), "/usr/lib/tmpfiles.d/hacheck.conf", 0o644),
 		file(filepath.Join(b.root, "dashboards", "hacheck.json"), "/usr/share/hacheck/dashboards/hacheck.json", 0o644),
@@ -288,8 +289,9 @@ func (b *build) packageInfo() (*nfpm.Info, error) {
  and from a cached real check (HTTP, HTTPS, TCP, MySQL) of the local
  service, so many load balancers checking one host cost it one check.
  .
- The package runs it as a hardened systemd service on port 3333, with
- Prometheus metrics, alert rules and a Grafana dashboard.`,
+ The package runs it as a hardened systemd service on port 3333 (socket
+ activated, so checks are queued rather than refused across a restart),
+ with Prometheus metrics, alert rules and a Grafana dashboard.`,
 		MTime: b.when,
 		Overridables: nfpm.Overridables{
 			Contents: contents,
