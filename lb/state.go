@@ -55,41 +55,50 @@ const (
 const maxWordLen = 16
 
 // ParseState parses an X-Haproxy-Server-State value. It is lenient: unknown fields are
-// ignored, and a malformed number leaves its field at 0. It fails only when the header cannot
-// name what it describes: no state word, or no name=<backend>/<server>.
+// ignored, field names match in any case, and a malformed number leaves its field at 0. It
+// fails only when the header cannot name what it describes: no state word, or no
+// name=<backend>/<server>. It allocates nothing: every check request with the header runs it.
 func ParseState(header string) (State, error) {
 	var st State
-	first, rest, _ := strings.Cut(header, ";")
-	first = strings.TrimSpace(first)
+	end := strings.IndexByte(header, ';')
+	if end < 0 {
+		end = len(header)
+	}
+	first := trimBlanks(header[:end])
 	if i := strings.LastIndexByte(first, ' '); i >= 0 {
 		if _, _, ok := fraction(first[i+1:]); ok {
 			st.Counters = first[i+1:]
-			first = strings.TrimSpace(first[:i])
+			first = trimBlanks(first[:i])
 		}
 	}
-	if first == "" || len(first) > maxWordLen || !isLetter(first[0]) || strings.ContainsAny(first, "=") {
+	if first == "" || len(first) > maxWordLen || !isLetter(first[0]) || strings.IndexByte(first, '=') >= 0 {
 		return State{}, ErrNoState
 	}
 	st.Word = first
-	for rest != "" {
-		var field string
-		field, rest, _ = strings.Cut(rest, ";")
-		name, value, ok := strings.Cut(field, "=")
-		if !ok {
+	for rest := header[end:]; rest != ""; {
+		rest = rest[1:] // the ';'
+		field := rest
+		if i := strings.IndexByte(rest, ';'); i >= 0 {
+			field, rest = rest[:i], rest[i:]
+		} else {
+			rest = ""
+		}
+		eq := strings.IndexByte(field, '=')
+		if eq < 0 {
 			continue
 		}
-		value = strings.TrimSpace(value)
-		switch strings.ToLower(strings.TrimSpace(name)) {
+		value := trimBlanks(field[eq+1:])
+		switch fieldName(trimBlanks(field[:eq])) {
 		case "address":
 			st.Address = value
 		case "port":
-			if p, err := strconv.Atoi(value); err == nil && p > 0 && p <= 65535 && allDigits(value) {
+			if p := number(value); p > 0 && p <= 65535 {
 				st.Port = p
 			}
 		case "name":
 			// Backend names cannot hold a '/', so the first one ends it.
-			if be, srv, ok := strings.Cut(value, "/"); ok && be != "" && srv != "" {
-				st.Backend, st.Server = be, srv
+			if i := strings.IndexByte(value, '/'); i > 0 && i < len(value)-1 {
+				st.Backend, st.Server = value[:i], value[i+1:]
 			}
 		case "node":
 			st.Node = value
@@ -109,6 +118,28 @@ func ParseState(header string) (State, error) {
 	return st, nil
 }
 
+// fieldName is name in lower case; HAProxy sends lower case, so only another sender pays for
+// the conversion.
+func fieldName(name string) string {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(name)
+		}
+	}
+	return name
+}
+
+// trimBlanks drops the spaces and tabs HAProxy puts around fields.
+func trimBlanks(s string) string {
+	for s != "" && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
 // WordLabel is the metric label for a state word: one of the words HAProxy sends, else
 // WordOther.
 func WordLabel(word string) string {
@@ -121,11 +152,11 @@ func WordLabel(word string) string {
 
 // fraction parses "a/b" of two non-negative decimal numbers; 0, 0, false otherwise.
 func fraction(s string) (a, b int, ok bool) {
-	x, y, found := strings.Cut(s, "/")
-	if !found {
+	i := strings.IndexByte(s, '/')
+	if i < 0 {
 		return 0, 0, false
 	}
-	a, b = number(x), number(y)
+	a, b = number(s[:i]), number(s[i+1:])
 	if a < 0 || b < 0 {
 		return 0, 0, false
 	}

@@ -70,10 +70,12 @@ type lineKey struct {
 
 // lines is what one (service, port) keeps.
 type lines struct {
-	mu      sync.Mutex
-	dead    bool // swept out of Tracker.keys: a writer holding it must look again
-	servers map[lineKey]serverEntry
-	agents  map[netip.Addr]agentEntry
+	mu   sync.Mutex
+	dead bool // swept out of Tracker.keys: a writer holding it must look again
+	// Entries are pointers so that a line seen again, the usual case, is one map lookup and an
+	// update in place.
+	servers map[lineKey]*serverEntry
+	agents  map[netip.Addr]*agentEntry
 }
 
 type serverEntry struct {
@@ -115,17 +117,18 @@ func (t *Tracker) Record(service string, port int, header string, source netip.A
 	}
 	k := lineKey{node: st.Node, backend: st.Backend, server: st.Server, source: source.Unmap().WithZone("")}
 	t.update(key{service, port}, now, func(l *lines, room bool) bool {
-		if _, ok := l.servers[k]; !ok && !room {
+		if e := l.servers[k]; e != nil {
+			e.state, e.seen = st, now
+			return true
+		}
+		if !room {
 			return false
 		}
 		if l.servers == nil {
-			l.servers = map[lineKey]serverEntry{}
+			l.servers = map[lineKey]*serverEntry{}
 		}
-		_, existed := l.servers[k]
-		l.servers[k] = serverEntry{st, now}
-		if !existed {
-			t.total.Add(1)
-		}
+		l.servers[k] = &serverEntry{st, now}
+		t.total.Add(1)
 		return true
 	})
 }
@@ -135,17 +138,18 @@ func (t *Tracker) Record(service string, port int, header string, source netip.A
 func (t *Tracker) RecordAgent(service string, port int, source netip.Addr, reply string, now time.Time) {
 	source = source.Unmap().WithZone("")
 	t.update(key{service, port}, now, func(l *lines, room bool) bool {
-		if _, ok := l.agents[source]; !ok && !room {
+		if e := l.agents[source]; e != nil {
+			e.reply, e.seen = reply, now
+			return true
+		}
+		if !room {
 			return false
 		}
 		if l.agents == nil {
-			l.agents = map[netip.Addr]agentEntry{}
+			l.agents = map[netip.Addr]*agentEntry{}
 		}
-		_, existed := l.agents[source]
-		l.agents[source] = agentEntry{reply, now}
-		if !existed {
-			t.total.Add(1)
-		}
+		l.agents[source] = &agentEntry{reply, now}
+		t.total.Add(1)
 		return true
 	})
 }

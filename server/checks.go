@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hacheck/hacheck/check"
+	"github.com/hacheck/hacheck/lb"
 	"github.com/hacheck/hacheck/spool"
 )
 
@@ -76,7 +77,11 @@ func (s *Server) recordCheck(r *http.Request, protocol, service string, answer c
 	if answer.Service != "" {
 		s.metrics.Seen(labels, answer.Code, source, start.Add(elapsed))
 	}
-	s.recordServerState(r, answer, source, start)
+	// What the load balancer holds of this server; the header's port already chose answer.Port,
+	// and a request the pipeline refused (bad service) has no service to keep it under.
+	if values := r.Header[lb.Header]; len(values) > 0 && answer.Service != "" {
+		s.lb.Record(answer.Service, answer.Port, values[0], source, start)
+	}
 	if answer.Changed {
 		s.logTransition(answer)
 	}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/hacheck/hacheck/check"
@@ -16,15 +15,6 @@ import (
 // key.
 func lbOptions(cfg config.Config) lb.Options {
 	return lb.Options{Window: time.Duration(cfg.LBWindow), MaxKeys: int(cfg.MaxServices), MaxLines: int(cfg.MaxSourceIPs)}
-}
-
-// recordServerState keeps the send-state header of a check request, if it has one. The
-// header's port has already chosen answer.Port; requests the pipeline refused (bad service)
-// have no service and are not kept.
-func (s *Server) recordServerState(r *http.Request, answer check.Answer, source netip.Addr, at time.Time) {
-	if values := r.Header[lb.Header]; len(values) > 0 && answer.Service != "" {
-		s.lb.Record(answer.Service, answer.Port, values[0], source, at)
-	}
 }
 
 // handleLB is GET /lb/<service>[?port=N]: what the load balancers reported of the service
