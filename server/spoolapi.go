@@ -75,7 +75,8 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 			removed, err = s.store.Up(service, port)
 			return map[string]any{"service": service, "port": port, "status": "up", "removed": removed}, err
 		}
-	case "down":
+	case "down", "drain":
+		drain := status == "drain" // a drain mark: checks answer 404, agents "drain"
 		expiration, err1 := formTime(r.PostForm.Get("expiration"))
 		creation, err2 := formTime(r.PostForm.Get("creation"))
 		if err := errors.Join(err1, err2); err != nil {
@@ -92,13 +93,13 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		change = func() (any, error) {
-			m, err := s.store.DownSince(service, port, reason, expiration, creation)
+			m, err := s.store.Put(spool.Mark{Service: service, Port: port, Reason: reason, Expiration: expiration, Creation: creation, Drain: drain})
 			written = &m
-			return map[string]any{"service": service, "port": port, "status": "down", "reason": m.Reason,
+			return map[string]any{"service": service, "port": port, "status": status, "reason": m.Reason,
 				"creation": m.Creation.Unix(), "expiration": unixOrNil(m.Expiration)}, err
 		}
 	default:
-		http.Error(w, fmt.Sprintf("status must be up or down, got %q", status), http.StatusBadRequest)
+		http.Error(w, fmt.Sprintf("status must be up, down or drain, got %q", status), http.StatusBadRequest)
 		return
 	}
 	var result any
@@ -132,7 +133,10 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 		// The change is made whatever the wait says: 200 once every load balancer reported
 		// it, 504 (with what is pending) when the time ran out.
 		target := lbwait.Up
-		if written != nil {
+		switch {
+		case written != nil && written.Drain:
+			target = lbwait.Drain
+		case written != nil:
 			target = lbwait.Down
 		}
 		wr := s.waitChange(r.Context(), service, port, target, changedAt, opts.wait)

@@ -124,3 +124,37 @@ func TestSpoolPostWait(t *testing.T) {
 		}
 	})
 }
+
+func TestSpoolPostDrain(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true })
+	checkWithState(t, ts, "web", "UP; port=8080; name=be_web/app1; node=lb1; weight=1/2")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // HAProxy keeps checking; after the 404 it holds the server NOLB
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				checkWithState(t, ts, "web", "NOLB; port=8080; name=be_web/app1; node=lb1; weight=0/1")
+			}
+		}
+	}()
+	code, body := postSpool(t, ts, "/spool/web/8080/status", url.Values{"status": {"drain"}, "reason": {"deploy"}, "wait": {"10"}})
+	close(stop)
+	wg.Wait()
+	if code != http.StatusOK || !strings.Contains(body, `"status":"drain"`) || !strings.Contains(body, `"done":true`) {
+		t.Fatalf("POST status=drain wait=10 = %d %q, want 200, done once the line says NOLB", code, body)
+	}
+	if m, ok := ts.store.Read("web", 8080); !ok || !m.Drain {
+		t.Fatalf("mark = %+v, %v; want a drain mark", m, ok)
+	}
+	if code, _, _ := ts.get(t, "/spool/web/8080/"); code != http.StatusNotFound {
+		t.Fatalf("spool check of a drained instance = %d, want 404", code)
+	}
+	if code, body := postSpool(t, ts, "/spool/web/8080/status", url.Values{"status": {"sideways"}}); code != http.StatusBadRequest || !strings.Contains(body, "up, down or drain") {
+		t.Fatalf("status=sideways = %d %q", code, body)
+	}
+}
