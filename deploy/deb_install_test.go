@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -169,4 +171,63 @@ func testDebInstall(t *testing.T, deb, upgrade, version string) {
 	if err := exec.Command("dpkg-statoverride", "--list", conf).Run(); err == nil {
 		t.Errorf("after purge the statoverride of %s is still there", conf)
 	}
+
+	t.Run("without systemd's tools", func(t *testing.T) {
+		// As in a container without systemd: the postinst creates the user and the spool
+		// with useradd and install -d.
+		os.Remove(spool + "/" + mark)
+		if err := os.RemoveAll(spool); err != nil {
+			t.Fatal(err)
+		}
+		runOK(t, "userdel", "hacheck")
+		exec.Command("groupdel", "hacheck").Run() // gone with the user where USERGROUPS_ENAB
+		cmd := exec.Command("dpkg", "--install", deb)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "PATH="+pathWithout(t, "systemd-sysusers", "systemd-tmpfiles"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("dpkg --install without systemd's tools: %v\n%s", err, out)
+		}
+		if strings.Contains(string(out), "Creating user") { // systemd-sysusers' words
+			t.Errorf("systemd-sysusers ran though hidden:\n%s", out)
+		}
+		u, err := user.Lookup("hacheck")
+		if err != nil {
+			t.Fatalf("no user hacheck: %v", err)
+		}
+		if u.HomeDir != spool {
+			t.Errorf("user hacheck's home %s, want %s", u.HomeDir, spool)
+		}
+		st, err := os.Stat(spool)
+		if err != nil || !st.IsDir() || st.Mode().Perm() != 0o755 || strconv.Itoa(int(st.Sys().(*syscall.Stat_t).Uid)) != u.Uid {
+			t.Errorf("spool: %v, %v; want a 0755 directory of user hacheck", st, err)
+		}
+		configOwner("installed without systemd's tools")
+		dpkg("--purge", "hacheck")
+		if exists(spool) {
+			t.Errorf("purge left the empty spool %s", spool)
+		}
+	})
+}
+
+// pathWithout is a PATH holding every command of the usual PATH but the ones named, as links in
+// a temporary directory.
+func pathWithout(t *testing.T, names ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if slices.Contains(names, e.Name()) {
+				continue
+			}
+			// The first directory holding a name wins, as in a PATH lookup.
+			if err := os.Symlink(filepath.Join(d, e.Name()), filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrExist) {
+				t.Fatal(err)
+			}
+		}
+	}
+	return dir
 }
