@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hacheck/hacheck/config"
+	"github.com/hacheck/hacheck/spool"
 )
 
 // auditLines are the "spool change" lines logged so far, decoded.
@@ -141,5 +142,32 @@ func TestStatusFlagsOldMarks(t *testing.T) {
 	}
 	if len(status.OldMarks) != 1 || status.OldMarks[0].Mark != "forgotten" || status.OldMarks[0].Reason != "kernel" || status.OldMarks[0].AgeSeconds < 7200 {
 		t.Fatalf("old_marks = %+v, want only the 2h-old mark without an expiration", status.OldMarks)
+	}
+}
+
+func TestStatusCountsMarksByKind(t *testing.T) {
+	ts := startServer(t, nil)
+	weight := 30
+	for _, m := range []spool.Mark{
+		{Service: "web", Reason: "deploy", Drain: true},
+		{Service: "api", Weight: &weight},
+		{Service: "db", Reason: "disk"},
+		{Service: "db", Port: 5432, Reason: "disk"},
+	} {
+		if _, err := ts.store.Put(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, body, _ := ts.get(t, "/status")
+	var status struct {
+		Marks       int            `json:"marks"`
+		MarksByKind map[string]int `json:"marks_by_kind"`
+	}
+	if err := json.Unmarshal([]byte(body), &status); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"down": 2, "drain": 1, "weight": 1}
+	if status.Marks != 4 || len(status.MarksByKind) != 3 || status.MarksByKind["down"] != 2 || status.MarksByKind["drain"] != 1 || status.MarksByKind["weight"] != 1 {
+		t.Fatalf("/status marks %d, marks_by_kind %v; want 4 and %v", status.Marks, status.MarksByKind, want)
 	}
 }

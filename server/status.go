@@ -42,12 +42,30 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	status["marks"] = len(marks)
+	status["marks_by_kind"] = marksByKind(marks)
 	status["unreadable_marks"] = unreadable
 	status["old_marks"] = oldMarks(marks, time.Duration(s.cfg.Load().MaxMarkAge), time.Now())
 	if err != nil {
 		status["spool_error"] = err.Error()
 	}
 	writeJSON(w, http.StatusOK, status)
+}
+
+// marksByKind counts the marks that hold services down, those that drain them and those that
+// only set a weight (and hold nothing down).
+func marksByKind(marks []spool.Mark) map[string]int {
+	kinds := map[string]int{"down": 0, "drain": 0, "weight": 0}
+	for _, m := range marks {
+		switch {
+		case m.Err == nil && m.Drain:
+			kinds["drain"]++
+		case m.WeightOnly():
+			kinds["weight"]++
+		default:
+			kinds["down"]++
+		}
+	}
+	return kinds
 }
 
 // oldMark is a mark without an expiration that has been in place longer than max_mark_age:
