@@ -44,6 +44,10 @@ type Config struct {
 	PostgresDatabase Text   `yaml:"postgres_database" want:"must be a database name of 1-63 bytes"`
 	// RlimitNofile is the open-files limit to set at startup; see Rlimit.
 	RlimitNofile Rlimit `yaml:"rlimit_nofile" want:"must be \"max\" or a positive integer"`
+	// CheckAllowedCIDRs may make check requests (GET /<protocol>/...); others get 403. Default
+	// any client (0.0.0.0/0, ::/0): a check answers with a local endpoint's status and up to
+	// 4 KiB of its body, so narrow this to the load balancers' networks where that matters.
+	CheckAllowedCIDRs Prefixes `yaml:"check_allowed_cidrs" want:"must be a list of CIDRs or IP addresses"`
 	// AllowRemoteSpoolChanges enables POST /spool/...; default false.
 	AllowRemoteSpoolChanges Bool `yaml:"allow_remote_spool_changes" want:"must be true or false"`
 	// RemoteSpoolAllowedCIDRs may POST spool changes; default loopback (127.0.0.0/8, ::1/128).
@@ -101,6 +105,10 @@ func Default() Config {
 		HTTPHeadersToCopy: HeaderNames{"Host"},
 		LogPath:           "stderr",
 		PostgresDatabase:  defaultPostgresDatabase,
+		CheckAllowedCIDRs: Prefixes{
+			netip.MustParsePrefix("0.0.0.0/0"),
+			netip.MustParsePrefix("::/0"),
+		},
 		RemoteSpoolAllowedCIDRs: Prefixes{
 			netip.MustParsePrefix("127.0.0.0/8"),
 			netip.MustParsePrefix("::1/128"),
@@ -183,6 +191,15 @@ func (c Config) problems() []problem {
 	}
 	if _, err := c.RlimitNofile.limit(); err != nil {
 		bad("rlimit_nofile", quoteCut(string(c.RlimitNofile)))
+	}
+	if len(c.CheckAllowedCIDRs) == 0 {
+		// Nobody could be checked: every service would go down at the load balancers.
+		ps = append(ps, problem{top: "check_allowed_cidrs", key: "check_allowed_cidrs", msg: "must list at least one CIDR (0.0.0.0/0 and ::/0: any client)"})
+	}
+	for i, p := range c.CheckAllowedCIDRs {
+		if !p.IsValid() {
+			item("check_allowed_cidrs", i, wantCIDR+", got an invalid prefix")
+		}
 	}
 	for i, p := range c.RemoteSpoolAllowedCIDRs {
 		if !p.IsValid() {

@@ -75,6 +75,7 @@ func TestLoadConfigFixtures(t *testing.T) {
 		PostgresPassword:        "pg-s3cret",
 		PostgresDatabase:        "health",
 		RlimitNofile:            "8192",
+		CheckAllowedCIDRs:       mustPrefixes(t, "10.20.0.0/16", "fd00::/8"),
 		AllowRemoteSpoolChanges: true,
 		RemoteSpoolAllowedCIDRs: mustPrefixes(t, "10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"),
 		RemoteSpoolToken:        "tok-e7c1",
@@ -194,6 +195,8 @@ var badConfigs = []struct {
 	{"bad CIDR", `remote_spool_allowed_cidrs: [127.0.0.0/8, 10.0.0.0/33]`, `line 1: config key remote_spool_allowed_cidrs[1]: must be a CIDR like 10.0.0.0/8 or an IP address, got "10.0.0.0/33"`},
 	{"CIDR word", "remote_spool_allowed_cidrs:\n  - localhost", `line 2: config key remote_spool_allowed_cidrs[0]: must be a CIDR like 10.0.0.0/8 or an IP address, got "localhost"`},
 	{"CIDR with zone", `remote_spool_allowed_cidrs: ["fe80::1%eth0"]`, `line 1: config key remote_spool_allowed_cidrs[0]: must be a CIDR like 10.0.0.0/8 or an IP address, got "fe80::1%eth0"`},
+	{"check_allowed_cidrs empty", `check_allowed_cidrs: []`, `line 1: config key check_allowed_cidrs: must list at least one CIDR (0.0.0.0/0 and ::/0: any client)`},
+	{"check_allowed_cidrs with zone", `check_allowed_cidrs: ["fe80::1%eth0"]`, `line 1: config key check_allowed_cidrs[0]: must be a CIDR like 10.0.0.0/8 or an IP address, got "fe80::1%eth0"; line 1: config key check_allowed_cidrs: must list at least one CIDR (0.0.0.0/0 and ::/0: any client)`},
 	{"max_services zero", `max_services: 0`, `line 1: config key max_services: must be an integer from 1 to 1000000, got 0`},
 	{"max_source_ips too many", `max_source_ips: 1000001`, `line 1: config key max_source_ips: must be an integer from 1 to 1000000, got 1000001`},
 	{"max_services overflow", `max_services: 99999999999999999999`, `line 1: config key max_services: must be an integer from 1 to 1000000, got 99999999999999999999`},
@@ -406,6 +409,7 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 	want := `config key check_timeout: must be a number of seconds > 0 and <= 300 or a duration like "1.5s", got 0; ` +
 		`config key log_path: must be "stdout", "stderr" or a file path, got ""; ` +
 		`config key postgres_database: must be a database name of 1-63 bytes, got ""; ` +
+		`config key check_allowed_cidrs: must list at least one CIDR (0.0.0.0/0 and ::/0: any client); ` +
 		`config key max_source_ips: must be an integer from 1 to 1000000, got 0; ` +
 		`config key max_services: must be an integer from 1 to 1000000, got 0; ` +
 		`config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got 0`

@@ -165,7 +165,7 @@ func serveAnswersOnly(b *testing.B, srv *Server) (addr string, shutdown func() e
 	hs := srv.httpServer()
 	hs.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		protocol, rest, _ := strings.Cut(r.URL.Path[1:], "/")
-		srv.answerCheck(w, r, protocol, rest, time.Now())
+		srv.answerCheck(w, r, protocol, rest, remoteAddr(r), time.Now())
 	})
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(Wrap(l)) }()

@@ -3,6 +3,7 @@ package server
 import (
 	"io"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -17,14 +18,16 @@ import (
 // and the log.
 func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, rest string) {
 	start := time.Now()
-	if answer, service, ok := s.answerCheck(w, r, protocol, rest, start); ok {
-		s.recordCheck(r, protocol, service, answer, start)
+	source := remoteAddr(r)
+	if answer, service, ok := s.answerCheck(w, r, protocol, rest, source, start); ok {
+		s.recordCheck(r, protocol, service, answer, source, start)
 	}
 }
 
-// answerCheck writes the pipeline's answer to a check request; false for a request that is
-// not a check (a method other than GET or HEAD), which is answered and not counted.
-func (s *Server) answerCheck(w http.ResponseWriter, r *http.Request, protocol, rest string, start time.Time) (answer check.Answer, service string, ok bool) {
+// answerCheck writes the pipeline's answer to a check request, or 403 to a client outside
+// check_allowed_cidrs; false for a request that is not a check (a method other than GET or
+// HEAD), which is answered and not counted.
+func (s *Server) answerCheck(w http.ResponseWriter, r *http.Request, protocol, rest string, source netip.Addr, start time.Time) (answer check.Answer, service string, ok bool) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		allow := "GET, HEAD"
 		if protocol == "spool" && strings.HasSuffix(r.URL.Path, "/status") {
@@ -33,6 +36,17 @@ func (s *Server) answerCheck(w http.ResponseWriter, r *http.Request, protocol, r
 		w.Header().Set("Allow", allow)
 		http.Error(w, "method not allowed: checks are GET", http.StatusMethodNotAllowed)
 		return answer, "", false
+	}
+	if !addrIn(source, s.cfg.Load().CheckAllowedCIDRs) {
+		// Counted as an error of the protocol (when it is one), under no service: the
+		// service name is the refused client's to choose.
+		answer = check.Answer{Code: http.StatusForbidden, Outcome: check.OutcomeError,
+			Body: "forbidden: client " + source.String() + " is not in check_allowed_cidrs"}
+		if _, known := s.pipeline.Protocols()[protocol]; known {
+			answer.Protocol = protocol
+		}
+		http.Error(w, answer.Body, answer.Code)
+		return answer, "", true
 	}
 	service, rest, _ = strings.Cut(rest, "/")
 	port, query, _ := strings.Cut(rest, "/")
@@ -69,8 +83,7 @@ func (s *Server) answerCheck(w http.ResponseWriter, r *http.Request, protocol, r
 
 // recordCheck counts an answered check: its metrics, its place in /recent and /status/count,
 // and the log lines it calls for.
-func (s *Server) recordCheck(r *http.Request, protocol, service string, answer check.Answer, start time.Time) {
-	source := remoteAddr(r)
+func (s *Server) recordCheck(r *http.Request, protocol, service string, answer check.Answer, source netip.Addr, start time.Time) {
 	// time.Since reads only the monotonic clock; the end for /recent is derived from it.
 	elapsed := time.Since(start)
 	labels := s.metrics.ObserveAnswer(answer, source, elapsed)
