@@ -129,7 +129,10 @@ const (
 // spool.AllServices): the spool is still what decides, as far as the request lets it tell. A
 // valid name that arrives without its "\n" before ReadTimeout still counts.
 type AgentServer struct {
-	Lookup  Lookup
+	Lookup Lookup
+	// Allow, when set, says whether a client address may ask; any other connection is closed
+	// unanswered, which HAProxy counts as a failed agent check, one that changes nothing.
+	Allow   func(netip.Addr) bool
 	Tracker *Tracker               // when set, every reply is recorded (RecordAgent)
 	Logger  func() *zerolog.Logger // when set, unusable requests are logged at debug
 	Now     func() time.Time       // nil: time.Now
@@ -190,6 +193,9 @@ func (a *AgentServer) Serve(ctx context.Context, l net.Listener) error {
 // ServeConn answers one agent-check connection and closes it.
 func (a *AgentServer) ServeConn(c net.Conn) {
 	defer c.Close()
+	if a.Allow != nil && !a.Allow(remoteAddr(c)) {
+		return
+	}
 	readTimeout := a.ReadTimeout
 	if readTimeout <= 0 {
 		readTimeout = DefaultAgentReadTimeout
@@ -220,15 +226,14 @@ func (a *AgentServer) ServeConn(c net.Conn) {
 	if a.Tracker != nil {
 		a.Tracker.RecordAgent(service, port, remoteAddr(c), reply, now)
 	}
-	if overlong {
-		// Bytes the client sent and we did not read would make close send a reset, which can
-		// destroy the reply before HAProxy reads it: end our side first, then let the rest
-		// drain briefly.
-		if cw, ok := c.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-			c.SetReadDeadline(time.Now().Add(readTimeout))
-			io.Copy(io.Discard, io.LimitReader(c, 64<<10))
-		}
+	// Bytes the client sent and we did not read (the rest of an overlong line, anything after
+	// the line) would make close send a reset, which can destroy the reply before the client
+	// reads it: end our side first, then let the rest drain briefly. HAProxy closes as soon
+	// as it has the reply, which ends the drain at once.
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		c.SetReadDeadline(time.Now().Add(readTimeout))
+		io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 	}
 }
 

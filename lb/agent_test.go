@@ -3,11 +3,14 @@ package lb
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -229,5 +232,27 @@ func TestAgentServerEndlessLine(t *testing.T) {
 	}
 	if got := ask(t, addr, "web\n"); got != "ready 100%\n" {
 		t.Errorf("after the endless line, reply %q", got)
+	}
+}
+
+// TestAgentServerAllow: a client Allow refuses is closed unanswered and not recorded.
+func TestAgentServerAllow(t *testing.T) {
+	sp := &fakeSpool{}
+	tr := NewTracker(Options{})
+	addr := startAgent(t, &AgentServer{Lookup: sp.lookup, Tracker: tr,
+		Allow: func(a netip.Addr) bool { return a != netip.MustParseAddr("127.0.0.1") }})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "web\n")
+	// Closed with the request unread: an end of stream or a reset, never a reply.
+	if got, err := io.ReadAll(c); len(got) != 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("refused client got %q (%v)", got, err)
+	}
+	if snap := tr.Snapshot("web", 0, time.Now()); len(snap.Agents) != 0 || len(sp.asked) != 0 {
+		t.Errorf("refused client recorded %+v, spool asked %q", snap.Agents, sp.asked)
 	}
 }

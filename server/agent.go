@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -26,9 +27,11 @@ func (s *Server) agentVerdict(service string, port int, now time.Time) lb.Verdic
 }
 
 // agentServer answers HAProxy's agent checks from this server's spool and records every reply
-// for GET /lb.
+// for GET /lb. An agent check is a check request: only clients in check_allowed_cidrs get an
+// answer.
 func (s *Server) agentServer() *lb.AgentServer {
-	return &lb.AgentServer{Lookup: s.agentVerdict, Tracker: s.lb, Logger: s.logger}
+	return &lb.AgentServer{Lookup: s.agentVerdict, Tracker: s.lb, Logger: s.logger,
+		Allow: func(a netip.Addr) bool { return addrIn(a, s.cfg.Load().CheckAllowedCIDRs) }}
 }
 
 // ListenAgent opens the agent-check listener on bind ("" = every address) and port: plain

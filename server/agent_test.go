@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,6 +41,12 @@ func askAgent(t *testing.T, addr, line string) string {
 // the HTTP port, the agent's address, the spool root and a stop function.
 func runWithAgent(t *testing.T) (httpPort int, agentAddr, root string, stop func() error) {
 	t.Helper()
+	return runWithAgentConfig(t, "")
+}
+
+// runWithAgentConfig is runWithAgent with extraConfig appended to the config file.
+func runWithAgentConfig(t *testing.T, extraConfig string) (httpPort int, agentAddr, root string, stop func() error) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +55,7 @@ func runWithAgent(t *testing.T) (httpPort int, agentAddr, root string, stop func
 	l.Close()
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "hacheck.yml")
-	if err := os.WriteFile(cfgPath, []byte("agent_port: "+strconv.Itoa(agentPort)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte("agent_port: "+strconv.Itoa(agentPort)+"\n"+extraConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	root = filepath.Join(dir, "spool")
@@ -137,5 +145,21 @@ func TestRunRefusesATakenAgentPort(t *testing.T) {
 		BindAddress: "127.0.0.1", Ports: []int{0}, Version: "test"}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "agent_port") || !strings.Contains(err.Error(), port) {
 		t.Fatalf("Run with agent_port taken: %v, want an error naming agent_port and the port", err)
+	}
+}
+
+// An agent check is a check request: a client outside check_allowed_cidrs gets no answer.
+func TestAgentFollowsCheckAllowedCIDRs(t *testing.T) {
+	_, agent, _, _ := runWithAgentConfig(t, "check_allowed_cidrs: [10.0.0.0/8]\n")
+	c, err := net.Dial("tcp", agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "web\n")
+	// Closed with the request unread: an end of stream or a reset, never a reply.
+	if got, err := io.ReadAll(c); len(got) != 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("a client outside check_allowed_cidrs got %q (%v)", got, err)
 	}
 }
