@@ -216,7 +216,9 @@ func ParseUnixTime(text string) (time.Time, error) {
 		return time.Time{}, invalidf("%.40q is not a unix time", text)
 	}
 	t, err := unixTime(sec)
-	if err != nil {
+	// A value above 0 but under a nanosecond rounds to the epoch itself, which is no time
+	// after it.
+	if err != nil || !t.After(time.Unix(0, 0)) {
 		return time.Time{}, invalidf("%.40q is not a unix time", text)
 	}
 	return t, nil
