@@ -29,8 +29,8 @@ func newMySQLChecker(opts Options) *mysqlChecker {
 // "replica" it also reads @@read_only (on: replica) and answers 500 when the role is not the
 // one asked for; with ?max_lag=<seconds> a replica must also be at most that far behind
 // (Seconds_Behind_Master, the largest of every replication channel; unknown when replication
-// is stopped or absent). A query it does not understand is a 400. The password never appears
-// in a result or a log.
+// is stopped or absent). Any other query is a plain login, as an empty one; a max_lag it does
+// not understand is a 400. The password never appears in a result or a log.
 func (c *mysqlChecker) Check(ctx context.Context, t Target) (Result, error) {
 	want, maxLag, bad := parseRoleQuery(t.Query, t.RawQuery)
 	if bad != "" {

@@ -48,7 +48,8 @@ func TestMySQLRolesAgainstMariaDB(t *testing.T) {
 		{name: "any role with max_lag", protocol: "mysql", port: port, rawQuery: "max_lag=5", wantCode: 200, outcome: OutcomeOK, msg: regexp.MustCompile(`^MySQL login OK in \d+\.\d{3}s: primary$`)},
 		{name: "replica asked of a primary", protocol: "mysql", port: port, query: "replica", wantCode: 500, outcome: OutcomeUpstreamFail, msg: regexp.MustCompile(`^MySQL is a primary, not a replica$`)},
 		{name: "replica with lag asked of a primary", protocol: "mysql", port: port, query: "replica", rawQuery: "max_lag=1", wantCode: 500, outcome: OutcomeUpstreamFail, msg: regexp.MustCompile(`^MySQL is a primary, not a replica$`)},
-		{name: "unknown query", protocol: "mysql", port: port, query: "master", wantCode: 400, outcome: OutcomeError, msg: regexp.MustCompile(`^mysql check: unknown query "master": want primary or replica$`)},
+		{name: "any other query is a plain login", protocol: "mysql", port: port, query: "anything", wantCode: 200, outcome: OutcomeOK, msg: regexp.MustCompile(`^MySQL login OK in \d+\.\d{3}s$`)},
+		{name: "bad max_lag with any other query", protocol: "mysql", port: port, query: "anything", rawQuery: "max_lag=soon", wantCode: 400, outcome: OutcomeError, msg: regexp.MustCompile(`^mysql check: bad max_lag "soon": want seconds, 0 or more$`)},
 		{name: "bad max_lag", protocol: "mysql", port: port, query: "replica", rawQuery: "max_lag=Inf", wantCode: 400, outcome: OutcomeError, msg: regexp.MustCompile(`^mysql check: bad max_lag "Inf"`)},
 	})
 }

@@ -43,12 +43,13 @@ func newPostgresChecker(opts Options) *postgresChecker {
 const roleQuery = "SELECT pg_is_in_recovery(), EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8"
 
 // Check answers 200 "PostgreSQL login OK in <s>s: primary" (or "replica") when the login
-// works and, with query "primary" or "replica", the server has that role; with ?max_lag=<seconds>,
-// a replica must also be at most that far behind. It answers 500 with the server's
-// error when the server refuses the login or the query, 500 when the role or lag is not the
-// one asked for, 500 "No PostgreSQL username in config file" when none is configured, 400 for
-// a query or max_lag it does not understand, and 503 "<error> after <s>s" when the server
-// cannot be reached or does not answer in time. Neither credential appears in a result.
+// works and, with query "primary" or "replica", the server has that role (any other query asks
+// for none); with ?max_lag=<seconds>, a replica must also be at most that far behind. It
+// answers 500 with the server's error when the server refuses the login or the query, 500 when
+// the role or lag is not the one asked for, 500 "No PostgreSQL username in config file" when
+// none is configured, 400 for a max_lag it does not understand, and 503 "<error> after <s>s"
+// when the server cannot be reached or does not answer in time. Neither credential appears in
+// a result.
 func (c *postgresChecker) Check(ctx context.Context, t Target) (Result, error) {
 	want, maxLag, bad := parseRoleQuery(t.Query, t.RawQuery)
 	if bad != "" {
@@ -134,15 +135,16 @@ func (c *postgresChecker) redact(msg string) string {
 	return oneLine(msg)
 }
 
-// parseRoleQuery reads a database check's role query: "" (any role), "primary" or
-// "replica", and the query string's max_lag (seconds; negative means none), which bounds a
-// replica's lag whenever the server is one. bad says what is wrong with them.
+// parseRoleQuery reads a database check's role query: "primary" or "replica" ask for that
+// role, anything else for none (want ""), and the query string's max_lag (seconds; negative
+// means none) bounds a replica's lag whenever the server is one. bad says what is wrong with
+// the query string.
 func parseRoleQuery(query, rawQuery string) (want string, maxLag float64, bad string) {
 	maxLag = -1
-	switch query {
-	case "", "primary", "replica":
-	default:
-		return "", 0, fmt.Sprintf("unknown query %q: want primary or replica", truncate(query, 40))
+	// HAProxy lines written for the older hacheck put any word here (it never read the mysql
+	// path's last segment); they must keep getting a plain login check.
+	if query == "primary" || query == "replica" {
+		want = query
 	}
 	values, err := url.ParseQuery(rawQuery)
 	if err != nil {
@@ -156,7 +158,7 @@ func parseRoleQuery(query, rawQuery string) (want string, maxLag float64, bad st
 		}
 		maxLag = lag
 	}
-	return query, maxLag, ""
+	return want, maxLag, ""
 }
 
 // roleResult judges a logged-in database's role (and lag, seconds behind or nil when unknown)

@@ -1,6 +1,7 @@
 package check
 
 import (
+	"math"
 	"regexp"
 	"strings"
 	"testing"
@@ -34,6 +35,7 @@ func TestPostgresAgainstPostgreSQL(t *testing.T) {
 		{"max_lag ignored on a primary", Options{PostgresUsername: "postgres"}, "primary", "max_lag=0", 200, OutcomeOK, regexp.MustCompile(`: primary$`)},
 		{"replica asked of a primary", Options{PostgresUsername: "postgres"}, "replica", "", 500, OutcomeUpstreamFail, regexp.MustCompile(`^PostgreSQL is a primary, not a replica$`)},
 		{"replica with lag asked of a primary", Options{PostgresUsername: "postgres"}, "replica", "max_lag=5", 500, OutcomeUpstreamFail, regexp.MustCompile(`^PostgreSQL is a primary, not a replica$`)},
+		{"any other query is a plain login", Options{PostgresUsername: "postgres"}, "anything", "", 200, OutcomeOK, regexp.MustCompile(`^PostgreSQL login OK in \d+\.\d{3}s: primary$`)},
 		{"host pairs ignored", Options{PostgresUsername: "postgres"}, "", "host=127.0.0.2&port=1&dbname=nosuch&user=x", 200, OutcomeOK, regexp.MustCompile(`: primary$`)},
 		{"unknown role", Options{PostgresUsername: secretUser, PostgresPassword: secretPassword}, "", "", 500, OutcomeUpstreamFail, regexp.MustCompile(`^FATAL: role "<postgres_username>" does not exist \(SQLSTATE 28000\)$`)},
 		{"unknown database", Options{PostgresUsername: "postgres", PostgresDatabase: "hacheck_no_such_db"}, "", "", 500, OutcomeUpstreamFail, regexp.MustCompile(`^FATAL: database "hacheck_no_such_db" does not exist \(SQLSTATE 3D000\)$`)},
@@ -72,7 +74,8 @@ func TestPostgresWithoutServer(t *testing.T) {
 		{"no username", Options{PostgresPassword: "secret"}, closedPort(t), "", "", 5 * time.Second, 500, OutcomeError, regexp.MustCompile(`^No PostgreSQL username in config file$`)},
 		{"refused", creds, closedPort(t), "", "", 5 * time.Second, 503, OutcomeRefused, regexp.MustCompile(`^dial tcp 127\.0\.0\.1:\d+: connect: connection refused after \d+\.\d{3}s$`)},
 		{"server never answers", creds, silentPort(t), "", "", 200 * time.Millisecond, 503, OutcomeTimeout, regexp.MustCompile(` after \d+\.\d{3}s$`)},
-		{"unknown query", creds, closedPort(t), "leader", "", 5 * time.Second, 400, OutcomeError, regexp.MustCompile(`^postgres check: unknown query "leader": want primary or replica$`)},
+		{"any other query still connects", creds, closedPort(t), "leader", "", 5 * time.Second, 503, OutcomeRefused, regexp.MustCompile(`connection refused after \d+\.\d{3}s$`)},
+		{"bad max_lag with any other query", creds, closedPort(t), "leader", "max_lag=soon", 5 * time.Second, 400, OutcomeError, regexp.MustCompile(`^postgres check: bad max_lag "soon": want seconds, 0 or more$`)},
 		{"negative max_lag", creds, closedPort(t), "replica", "max_lag=-1", 5 * time.Second, 400, OutcomeError, regexp.MustCompile(`^postgres check: bad max_lag "-1": want seconds, 0 or more$`)},
 		{"max_lag not a number", creds, closedPort(t), "replica", "max_lag=soon", 5 * time.Second, 400, OutcomeError, regexp.MustCompile(`^postgres check: bad max_lag "soon"`)},
 		{"max_lag NaN", creds, closedPort(t), "replica", "max_lag=NaN", 5 * time.Second, 400, OutcomeError, regexp.MustCompile(`^postgres check: bad max_lag "NaN"`)},
@@ -92,6 +95,55 @@ func TestPostgresWithoutServer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The role query shared by postgres and mysql: only primary and replica ask for a role, any
+// other word is the plain login the older hacheck's HAProxy lines expect, and max_lag is
+// checked whatever the word.
+func TestParseRoleQuery(t *testing.T) {
+	tests := []struct {
+		query, rawQuery string
+		want            string
+		maxLag          float64
+		bad             string
+	}{
+		{"", "", "", -1, ""},
+		{"primary", "", "primary", -1, ""},
+		{"replica", "max_lag=2.5", "replica", 2.5, ""},
+		{"anything", "", "", -1, ""},
+		{"master", "", "", -1, ""},
+		{"Primary", "", "", -1, ""},
+		{"anything", "max_lag=0", "", 0, ""},
+		{"anything", "max_lag=-1", "", 0, `bad max_lag "-1": want seconds, 0 or more`},
+		{"replica", "max_lag=Inf", "", 0, `bad max_lag "Inf": want seconds, 0 or more`},
+		{"", "max_lag=%zz", "", 0, `bad query string: invalid URL escape "%zz"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query+"?"+tt.rawQuery, func(t *testing.T) {
+			want, maxLag, bad := parseRoleQuery(tt.query, tt.rawQuery)
+			if want != tt.want || maxLag != tt.maxLag || bad != tt.bad {
+				t.Errorf("parseRoleQuery(%q, %q) = %q, %g, %q; want %q, %g, %q", tt.query, tt.rawQuery, want, maxLag, bad, tt.want, tt.maxLag, tt.bad)
+			}
+		})
+	}
+}
+
+func FuzzParseRoleQuery(f *testing.F) {
+	for _, seed := range [][2]string{{"", ""}, {"replica", "max_lag=1.5"}, {"anything", "max_lag=x"}, {"primary", "max_lag=%zz&max_lag=2"}} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, query, rawQuery string) {
+		want, maxLag, bad := parseRoleQuery(query, rawQuery)
+		if bad != "" {
+			return
+		}
+		if want != "" && want != query || want != "" && want != "primary" && want != "replica" {
+			t.Errorf("parseRoleQuery(%q, %q) wants role %q", query, rawQuery, want)
+		}
+		if maxLag != -1 && !(maxLag >= 0 && !math.IsInf(maxLag, 0)) {
+			t.Errorf("parseRoleQuery(%q, %q) max_lag = %g", query, rawQuery, maxLag)
+		}
+	})
 }
 
 // The role and lag judgement shared by postgres and mysql, over the states a test server
