@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/user"
 	"strconv"
@@ -68,7 +69,7 @@ type downCmd struct {
 	Drain          bool      `help:"Drain instead: health checks answer 404 (NOLB with http-check disable-on-404: sessions finish, no new ones), agents 'drain'."`
 	ServicePort    int       `short:"P" name:"service-port" default:"0" help:"Mark only this instance (port) down; 0 means the whole service."`
 	Reason         string    `short:"r" help:"Why the service is down; shown to HAProxy and in /metrics. Default: the user running the command."`
-	Expiration     *int64    `short:"e" xor:"expiry" help:"Unix time at which the mark stops counting."`
+	Expiration     *string   `short:"e" xor:"expiry" placeholder:"UNIXTIME" help:"Unix time (seconds, a fraction allowed) at which the mark stops counting."`
 	For            string    `name:"for" xor:"expiry" placeholder:"DURATION" help:"Mark down for this long, e.g. 30m, 2h, 1d12h, 1w."`
 	JSON           bool      `name:"json" help:"Print the written marks as JSON."`
 	NonhumansFile  string    `name:"nonhumans-file" default:"/etc/nonhumans" hidden:"" help:"Accounts that must give a --reason."`
@@ -89,10 +90,11 @@ func (c *downCmd) Run(e *env) error {
 		}
 		c.expirationTime = now.Add(d)
 	case c.Expiration != nil:
-		c.expirationTime = time.Unix(*c.Expiration, 0)
-		if !c.expirationTime.After(now) {
-			return usageErrorf("--expiration %d (%s) is not in the future", *c.Expiration, c.expirationTime.UTC().Format(time.RFC3339))
+		t, err := parseExpirationFlag(*c.Expiration, now)
+		if err != nil {
+			return err
 		}
+		c.expirationTime = t
 	}
 	reason := c.Reason
 	if reason == "" {
@@ -312,6 +314,32 @@ func parseFriendlyDuration(s string) (time.Duration, error) {
 		return 0, errors.New("must be positive")
 	}
 	return time.Duration(d), nil
+}
+
+// parseExpirationFlag reads hadown's -e: a unix time in seconds, with a fraction if wanted
+// (the older hadown read it as a float, and scripts pass time.time() values), finite and
+// ahead of now.
+func parseExpirationFlag(text string, now time.Time) (time.Time, error) {
+	sec, err := strconv.ParseFloat(text, 64)
+	if err != nil || math.IsNaN(sec) || math.IsInf(sec, 0) {
+		return time.Time{}, usageErrorf("--expiration %.40q is not a unix time", text)
+	}
+	// Times before now, 0 and negative ones included, are all the same mistake; saying so
+	// beats saying that the epoch is out of range.
+	if sec < 0 {
+		return time.Time{}, usageErrorf("--expiration %s is not in the future", text)
+	}
+	if sec <= float64(now.Unix()) {
+		return time.Time{}, usageErrorf("--expiration %s (%s) is not in the future", text, time.Unix(int64(sec), 0).UTC().Format(time.RFC3339))
+	}
+	t, err := spool.ParseUnixTime(text)
+	if err != nil {
+		return time.Time{}, usageErrorf("--expiration %.40q is not a unix time the spool can hold", text)
+	}
+	if !t.After(now) {
+		return time.Time{}, usageErrorf("--expiration %s (%s) is not in the future", text, t.UTC().Format(time.RFC3339Nano))
+	}
+	return t, nil
 }
 
 // defaultReason is who ran the command: $SUDO_USER, else $SSH_USER, else the effective user. A

@@ -158,6 +158,51 @@ func TestDownForExpiresByItself(t *testing.T) {
 	}
 }
 
+// hadown -e takes what the older hadown took (a float): whole seconds or a fraction, which
+// the mark keeps.
+func TestDownExpirationTakesAFraction(t *testing.T) {
+	tests := []struct {
+		arg  string
+		want time.Time
+	}{
+		{"1795500000.5", time.Unix(1795500000, 500_000_000)},
+		{"1895500000", time.Unix(1895500000, 0)},
+		{"1895500000.25", time.Unix(1895500000, 250_000_000)},
+		{"1.8955e9", time.Unix(1895500000, 0)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.arg, func(t *testing.T) {
+			r := newRunner(t)
+			if res := r.run("hadown", "-e", tt.arg, "-r", "patching", "web"); res.code != 0 {
+				t.Fatalf("hadown -e %s: %+v", tt.arg, res)
+			}
+			m, ok := spool.New(r.root).Read("web", 0)
+			if !ok || m.Err != nil || !m.Expiration.Equal(tt.want) {
+				t.Fatalf("mark = %+v (found: %v), want expiration %v", m, ok, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzParseExpirationFlag(f *testing.F) {
+	for _, seed := range []string{"1795500000.5", "0", "-1", "NaN", "1e300", "0x1p31", "soon", ""} {
+		f.Add(seed)
+	}
+	now := time.Unix(1795500000, 0)
+	f.Fuzz(func(t *testing.T, text string) {
+		got, err := parseExpirationFlag(text, now)
+		if err != nil {
+			if strings.ContainsAny(err.Error(), "\r\n") {
+				t.Errorf("error spans lines: %q", err)
+			}
+			return
+		}
+		if !got.After(now) {
+			t.Errorf("parseExpirationFlag(%q) = %v, not after now", text, got)
+		}
+	})
+}
+
 func TestBadInputWritesNothing(t *testing.T) {
 	tests := []struct {
 		args     []string
@@ -166,6 +211,13 @@ func TestBadInputWritesNothing(t *testing.T) {
 	}{
 		{[]string{"hadown", "-e", "1795400000", "web"}, 2, "is not in the future"},
 		{[]string{"hadown", "-e", "0", "web"}, 2, "is not in the future"},
+		{[]string{"hadown", "--expiration=-5.5", "web"}, 2, "is not in the future"},
+		{[]string{"hadown", "-e", "1795500000.0", "web"}, 2, "is not in the future"},
+		{[]string{"hadown", "-e", "soon", "web"}, 2, "is not a unix time"},
+		{[]string{"hadown", "-e", "NaN", "web"}, 2, "is not a unix time"},
+		{[]string{"hadown", "-e", "Inf", "web"}, 2, "is not a unix time"},
+		{[]string{"hadown", "-e", "1e400", "web"}, 2, "is not a unix time"},
+		{[]string{"hadown", "-e", "1e300", "web"}, 2, "is not a unix time the spool can hold"},
 		{[]string{"hadown", "-P", "8080", "all"}, 2, "covers every port"},
 		{[]string{"haup", "-P", "8080", "all"}, 2, "covers every port"},
 		{[]string{"hadown", "../etc"}, 2, "must not start with '.'"},
