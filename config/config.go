@@ -119,6 +119,17 @@ func Default() Config {
 	}
 }
 
+// aliases are the Python hacheck's names for keys that mean the same here: the value is read
+// as the key's own, so an old config keeps its setting. Setting both names is an error, since
+// either choice of winner would surprise someone.
+var aliases = map[string]string{"healthcheck_timeout": "check_timeout"}
+
+// ignoredKeys are the Python hacheck's keys that have no meaning here, with the warning's
+// reason: an old config still loads, and its reader learns the setting does nothing.
+var ignoredKeys = map[string]string{
+	"max_clients": "checks are not capped by a client count (concurrent requests for one check share it)",
+}
+
 // field is one config key: Config's field at index, named by its yaml tag.
 type field struct {
 	key, want string

@@ -92,6 +92,7 @@ func TestLoadConfigFixtures(t *testing.T) {
 	}
 	python := Default()
 	python.CacheTime = Duration(5 * time.Second)
+	python.CheckTimeout = Duration(3 * time.Second)
 	python.ServiceNameHeader = "X-Service"
 	python.LogPath = "stdout"
 	python.MySQLUsername, python.MySQLPassword = "monitor", "12345"
@@ -326,6 +327,53 @@ func TestUnknownKeysWarn(t *testing.T) {
 	}
 }
 
+// A config written for the Python hacheck keeps working: its timeout key is read as
+// check_timeout, max_clients is ignored with a warning, and a file that sets the timeout under
+// both names is refused rather than guessed at.
+func TestPythonKeys(t *testing.T) {
+	const bothNames = `config key %s: %s (line 1) is the same setting under another name; keep only check_timeout`
+	tests := []struct {
+		name     string
+		yaml     string
+		timeout  time.Duration
+		warnings []string
+		err      string
+	}{
+		{"healthcheck_timeout", "healthcheck_timeout: 3", 3 * time.Second, nil, ""},
+		{"healthcheck_timeout as PyYAML float", "healthcheck_timeout: 2.5", 2500 * time.Millisecond, nil, ""},
+		{"healthcheck_timeout null keeps the default", "healthcheck_timeout: null", defaultCheckTimeout, nil, ""},
+		{"max_clients", "max_clients: 10\ncheck_timeout: 4", 4 * time.Second,
+			[]string{"line 1: key max_clients ignored: checks are not capped by a client count (concurrent requests for one check share it)"}, ""},
+		{"both, new name first", "check_timeout: 5\nhealthcheck_timeout: 5", 0, nil,
+			"line 2: " + fmt.Sprintf(bothNames, "healthcheck_timeout", "check_timeout")},
+		{"both, old name first", "healthcheck_timeout: 5\ncheck_timeout: 7", 0, nil,
+			"line 2: " + fmt.Sprintf(bothNames, "check_timeout", "healthcheck_timeout")},
+		{"healthcheck_timeout twice", "healthcheck_timeout: 1\nhealthcheck_timeout: 2", 0, nil,
+			"line 2: config key healthcheck_timeout: set twice (first on line 1)"},
+		{"healthcheck_timeout out of range", "cache_time: 1\nhealthcheck_timeout: 0", 0, nil,
+			`line 2: config key healthcheck_timeout: must be a number of seconds > 0 and <= 300 or a duration like "1.5s", got 0`},
+		{"healthcheck_timeout not a number", "healthcheck_timeout: soon", 0, nil,
+			`line 1: config key healthcheck_timeout: must be a number of seconds > 0 and <= 300 or a duration like "1.5s", got "soon"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, warnings, err := Parse([]byte(tt.yaml))
+			if tt.err != "" {
+				if err == nil || err.Error() != tt.err {
+					t.Fatalf("Parse error = %v\nwant %s", err, tt.err)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(warnings, tt.warnings) {
+				t.Fatalf("Parse: warnings %q, err %v; want warnings %q", warnings, err, tt.warnings)
+			}
+			if time.Duration(cfg.CheckTimeout) != tt.timeout {
+				t.Errorf("check_timeout = %v, want %v", time.Duration(cfg.CheckTimeout), tt.timeout)
+			}
+		})
+	}
+}
+
 func TestOtherWarnings(t *testing.T) {
 	_, warnings, err := Parse([]byte("allow_remote_spool_changes: true\nremote_spool_allowed_cidrs: [10.0.0.0/8]\n"))
 	if err != nil || len(warnings) != 1 || !strings.Contains(warnings[0], "without a token") {
@@ -501,6 +549,7 @@ func FuzzParseConfig(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	f.Add([]byte("healthcheck_timeout: 1\nmax_clients: 3\ncheck_timeout: 2\n"))
 	for _, tc := range badConfigs {
 		if len(tc.yaml) < 1<<16 {
 			f.Add([]byte(tc.yaml))

@@ -58,12 +58,16 @@ func Parse(data []byte) (Config, []string, error) {
 		return Config{}, nil, err
 	}
 	cfg := Default()
-	p := &parser{lines: map[string]int{}}
+	p := &parser{lines: map[string]int{}, spelling: map[string]string{}}
 	if root != nil {
 		p.decode(root, &cfg)
 	}
 	for _, pr := range cfg.problems() {
 		pr.line = p.lines[pr.top]
+		if spelled := p.spelling[pr.top]; spelled != "" && spelled != pr.top {
+			// Name the key as the file wrote it: that is what its reader will search for.
+			pr.key = spelled + strings.TrimPrefix(pr.key, pr.top)
+		}
 		p.problems = append(p.problems, pr)
 	}
 	if len(p.problems) > 0 {
@@ -141,7 +145,8 @@ func joinProblems(ps []problem) error {
 type parser struct {
 	problems []problem
 	warnings []string
-	lines    map[string]int // top-level key -> its line, for the range problems found later
+	lines    map[string]int    // top-level key -> its line, for the range problems found later
+	spelling map[string]string // top-level key -> the name the file set it by (an alias or itself)
 }
 
 func (p *parser) decode(root *yaml.Node, cfg *Config) {
@@ -157,7 +162,15 @@ func (p *parser) decode(root *yaml.Node, cfg *Config) {
 			continue
 		}
 		name := k.Value
-		f, known := fieldByKey[name]
+		key := name
+		if canonical, ok := aliases[name]; ok {
+			key = canonical
+		}
+		f, known := fieldByKey[key]
+		if why, ignored := ignoredKeys[name]; ignored && !known {
+			p.warnings = append(p.warnings, fmt.Sprintf("line %d: key %s ignored: %s", k.Line, name, why))
+			continue
+		}
 		if !known {
 			w := fmt.Sprintf("line %d: unknown key %s ignored", k.Line, quoteCut(name))
 			if s := suggestKey(name); s != "" {
@@ -166,11 +179,16 @@ func (p *parser) decode(root *yaml.Node, cfg *Config) {
 			p.warnings = append(p.warnings, w)
 			continue
 		}
-		if first, dup := p.lines[name]; dup {
-			p.problems = append(p.problems, problem{line: k.Line, key: name, msg: fmt.Sprintf("set twice (first on line %d)", first)})
+		if first, dup := p.lines[key]; dup {
+			msg := fmt.Sprintf("set twice (first on line %d)", first)
+			if other := p.spelling[key]; other != name {
+				msg = fmt.Sprintf("%s (line %d) is the same setting under another name; keep only %s", other, first, key)
+			}
+			p.problems = append(p.problems, problem{line: k.Line, key: name, msg: msg})
 			continue
 		}
-		p.lines[name] = k.Line
+		p.lines[key] = k.Line
+		p.spelling[key] = name
 		if isNull(val) {
 			continue // "not set": the default stays, as the example config's `null`s promise
 		}
@@ -184,10 +202,10 @@ func (p *parser) decode(root *yaml.Node, cfg *Config) {
 				if msg == "" {
 					msg = f.want + ", got " + e.got
 				}
-				p.problems = append(p.problems, problem{line: e.line, top: name, key: name + e.path, msg: msg})
+				p.problems = append(p.problems, problem{line: e.line, top: key, key: name + e.path, msg: msg})
 			}
 		default: // a field type that does not report valueErrors
-			p.problems = append(p.problems, problem{line: val.Line, top: name, key: name, msg: f.want + ", got " + describeNode(val, false)})
+			p.problems = append(p.problems, problem{line: val.Line, top: key, key: name, msg: f.want + ", got " + describeNode(val, false)})
 		}
 	}
 }
