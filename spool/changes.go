@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,6 +35,10 @@ type Change struct {
 type ChangeWatcher struct {
 	store *Store
 	file  *os.File // the inotify descriptor, read through the runtime's poller
+	// closed is set before file is closed. Run cannot tell a close from the error it causes:
+	// a Read on the closed file says os.ErrClosed, but a SetReadDeadline says "use of closed
+	// file", an error no exported value matches.
+	closed atomic.Bool
 
 	mu   sync.Mutex // serialises readings and Own
 	prev map[markKey]Mark
@@ -58,14 +63,19 @@ func (s *Store) WatchChanges() (*ChangeWatcher, error) {
 	return cw, nil
 }
 
-// Close stops Run.
-func (cw *ChangeWatcher) Close() error { return cw.file.Close() }
+// Close stops Run, which then returns nil. Closing twice is not an error.
+func (cw *ChangeWatcher) Close() error {
+	if cw.closed.Swap(true) {
+		return nil
+	}
+	return cw.file.Close()
+}
 
 // Run calls report for every change made outside Own, in the order seen, until ctx ends or
 // Close is called (nil), or the root itself goes away (an error). Changes in quick succession
 // may be seen as one.
 func (cw *ChangeWatcher) Run(ctx context.Context, report func(Change)) error {
-	stop := context.AfterFunc(ctx, func() { cw.file.Close() })
+	stop := context.AfterFunc(ctx, func() { cw.Close() })
 	defer stop()
 	buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
 	for {
@@ -78,14 +88,15 @@ func (cw *ChangeWatcher) Run(ctx context.Context, report func(Change)) error {
 			if !first {
 				deadline = time.Now().Add(settle)
 			}
-			if err := cw.file.SetReadDeadline(deadline); err != nil {
-				return fmt.Errorf("watch %s for changes: %w", cw.store.root, err)
+			err := cw.file.SetReadDeadline(deadline)
+			n := 0
+			if err == nil {
+				n, err = cw.file.Read(buf)
 			}
-			n, err := cw.file.Read(buf)
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				break
 			}
-			if errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) {
+			if err != nil && cw.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) {
 				return nil
 			}
 			if err != nil {

@@ -124,6 +124,63 @@ func TestChangeWatcherRootRemoved(t *testing.T) {
 	}
 }
 
+// A watcher closed by its owner, before Run starts or while it waits, or by its context, is
+// stopped, not failed: Run returns nil whichever call on the closed descriptor noticed.
+func TestChangeWatcherStopsWithoutError(t *testing.T) {
+	tests := []struct {
+		name string
+		stop func(cw *ChangeWatcher, cancel context.CancelFunc, started <-chan struct{})
+	}{
+		{"closed before Run", nil},
+		{"closed while Run waits", func(cw *ChangeWatcher, _ context.CancelFunc, started <-chan struct{}) {
+			<-started
+			cw.Close()
+		}},
+		{"context ended while Run waits", func(_ *ChangeWatcher, cancel context.CancelFunc, started <-chan struct{}) {
+			<-started
+			cancel()
+		}},
+		{"context ended, then closed", func(cw *ChangeWatcher, cancel context.CancelFunc, started <-chan struct{}) {
+			<-started
+			cancel()
+			cw.Close()
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cw, err := New(t.TempDir()).WatchChanges()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cw.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.stop == nil {
+				if err := cw.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			started := make(chan struct{})
+			done := make(chan error, 1)
+			go func() {
+				close(started)
+				done <- cw.Run(ctx, func(c Change) { t.Errorf("unexpected change %+v", c) })
+			}()
+			if tt.stop != nil {
+				tt.stop(cw, cancel, started)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run = %v, want nil", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run did not return within 10s of being stopped")
+			}
+		})
+	}
+}
+
 func TestChangeWatcherNeedsRoot(t *testing.T) {
 	if _, err := New(filepath.Join(t.TempDir(), "missing")).WatchChanges(); err == nil {
 		t.Fatal("WatchChanges on a missing root succeeded")
