@@ -24,15 +24,16 @@ func (s *Server) auditWatch(c spool.Change) {
 			ch.UID = &uid
 		}
 	}
-	audit.Log(s.logger(), ch)
+	// Counted before it is logged, so that whoever reads the line finds it counted too.
 	s.metrics.SpoolChanged(ch.Action, ch.Origin)
+	audit.Log(s.logger(), ch)
 }
 
 // auditHTTP records a change made through POST /spool/...
 func (s *Server) auditHTTP(ch audit.Change) {
 	ch.Origin = audit.OriginHTTP
-	audit.Log(s.logger(), ch)
 	s.metrics.SpoolChanged(ch.Action, ch.Origin)
+	audit.Log(s.logger(), ch)
 }
 
 // followChanges audits every change of the spool made outside this server until ctx ends.
