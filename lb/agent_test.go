@@ -122,8 +122,9 @@ func startAgent(t *testing.T, a *AgentServer) string {
 	return l.Addr().String()
 }
 
-// ask connects, sends what HAProxy's agent-send would (nothing when send is ""), and returns
-// the reply line, "\n" included.
+// ask connects, sends what HAProxy's agent-send would (nothing when send is ""), ends its side
+// so that the server has all of it without waiting for ReadTimeout, and returns the reply line,
+// "\n" included. What the server makes of a line still open is TestAgentServeConnOpenLine's.
 func ask(t *testing.T, addr, send string) string {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
@@ -137,11 +138,56 @@ func ask(t *testing.T, addr, send string) string {
 			t.Fatal(err)
 		}
 	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
 	reply, err := io.ReadAll(c)
 	if err != nil {
 		t.Fatalf("reading the reply to %.40q: %v", send, err)
 	}
 	return string(reply)
+}
+
+// received is a connection on which what a client sent has already arrived: Read returns it
+// first, then reads the connection.
+type received struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c received) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// TestAgentServeConnOpenLine: what a client sends and then leaves open, without its line end,
+// is answered once ReadTimeout passes. The request has arrived before ServeConn starts, so it
+// is there before the deadline however slow the machine is.
+func TestAgentServeConnOpenLine(t *testing.T) {
+	sp := &fakeSpool{marks: map[string]Verdict{"web": {Down: true, Reason: "deploy", Weight: -1}}}
+	a := &AgentServer{Lookup: sp.lookup, ReadTimeout: 20 * time.Millisecond}
+	tests := []struct{ name, send, want string }{
+		{"a name without line end", "web", "maint # deploy\n"},
+		{"nothing sent: the host-wide mark", "", "ready 100%\n"},
+		{"overlong line", strings.Repeat("x", 4096), "ready 100%\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, server := net.Pipe()
+			defer client.Close()
+			client.SetDeadline(time.Now().Add(5 * time.Second))
+			served := make(chan struct{})
+			go func() {
+				defer close(served)
+				a.ServeConn(received{server, io.MultiReader(strings.NewReader(tt.send), server)})
+			}()
+			reply, err := io.ReadAll(client)
+			if err != nil {
+				t.Fatalf("reading the reply: %v", err)
+			}
+			if string(reply) != tt.want {
+				t.Errorf("reply %q, want %q", reply, tt.want)
+			}
+			<-served
+		})
+	}
 }
 
 func TestAgentServer(t *testing.T) {
@@ -151,7 +197,9 @@ func TestAgentServer(t *testing.T) {
 		"db":       {Weight: 40},
 	}}
 	tr := NewTracker(Options{})
-	addr := startAgent(t, &AgentServer{Lookup: sp.lookup, Tracker: tr, ReadTimeout: 50 * time.Millisecond})
+	// ask ends its side after the request: nothing here waits for ReadTimeout, which is long
+	// so that a slow client is never answered before its request arrives.
+	addr := startAgent(t, &AgentServer{Lookup: sp.lookup, Tracker: tr, ReadTimeout: time.Minute})
 	tests := []struct {
 		name, send, want, asked string
 	}{
@@ -227,8 +275,14 @@ func TestAgentServerEndlessLine(t *testing.T) {
 			break
 		}
 	}
-	if ne, ok := err2.(net.Error); err2 == nil || ok && ne.Timeout() {
-		t.Fatalf("the server kept reading one endless line (%v) instead of cutting it off", err2)
+	// Cut off: the server answered and closed with the rest unread, so the kernel refuses what
+	// follows (a reset, seen as EPIPE or ECONNRESET). A timeout means it kept reading.
+	if !errors.Is(err2, syscall.EPIPE) && !errors.Is(err2, syscall.ECONNRESET) {
+		t.Fatalf("writing an endless line: %v; want it cut off with a broken pipe or a reset", err2)
+	}
+	// What is left to read is the reply, or nothing when the reset destroyed it; never a wait.
+	if got, err := io.ReadAll(c); err != nil && !errors.Is(err, syscall.ECONNRESET) || len(got) != 0 && string(got) != "ready 100%\n" {
+		t.Errorf("after the cut, read %q (%v); want the host-wide reply or the end", got, err)
 	}
 	if got := ask(t, addr, "web\n"); got != "ready 100%\n" {
 		t.Errorf("after the endless line, reply %q", got)
