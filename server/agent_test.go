@@ -138,13 +138,22 @@ func TestRunRefusesATakenAgentPort(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "hacheck.yml")
 	port := strconv.Itoa(taken.Addr().(*net.TCPAddr).Port)
-	if err := os.WriteFile(cfgPath, []byte("agent_port: "+port+"\n"), 0o600); err != nil {
+	logPath := filepath.Join(dir, "hacheck.log")
+	if err := os.WriteFile(cfgPath, []byte("agent_port: "+port+"\nlog_path: "+logPath+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	err = Run(context.Background(), RunOptions{ConfigPath: cfgPath, SpoolRoot: filepath.Join(dir, "spool"),
 		BindAddress: "127.0.0.1", Ports: []int{0}, Version: "test"}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "agent_port") || !strings.Contains(err.Error(), port) {
 		t.Fatalf("Run with agent_port taken: %v, want an error naming agent_port and the port", err)
+	}
+	// The failed start stops the spool's change watcher; that is no failure of the audit.
+	logged, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(logged), "no longer audited") {
+		t.Errorf("a failed start logged the audit as broken:\n%s", logged)
 	}
 }
 

@@ -80,12 +80,20 @@ func Run(ctx context.Context, opts RunOptions, stderr io.Writer) error {
 	if err != nil {
 		logger.Warn().Err(err).Msg("changes of the spool by other writers are not audited")
 		changes = nil
-	} else {
-		defer changes.Close()
 	}
 	srv := New(cfg, Options{Store: store, Changes: changes, Version: opts.Version, Logger: logger, Verbose: opts.Verbose})
 	if changes != nil {
-		go srv.followChanges(ctx, changes)
+		followed := make(chan struct{})
+		go func() {
+			defer close(followed)
+			srv.followChanges(ctx, changes)
+		}()
+		// Stopped and waited for however Run ends, a failed start included, so that nothing
+		// is logged about it after Run returns and the log is closed.
+		defer func() {
+			changes.Close()
+			<-followed
+		}()
 	}
 	warnUnreadableMarks(store, logger)
 
