@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
 	"github.com/hacheck/hacheck/audit"
@@ -210,7 +211,7 @@ func logChange(e *env, ch audit.Change) {
 	ch.SudoUser = e.getenv("SUDO_USER")
 	var w io.Writer = e.stderr
 	if f, ok := e.stderr.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+		if isatty.IsTerminal(f.Fd()) {
 			w = zerolog.ConsoleWriter{Out: f, TimeFormat: time.DateTime}
 		}
 	}
