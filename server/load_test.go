@@ -8,7 +8,9 @@ package server
 // HACHECK_LOAD_SECONDS (default 5) is the length of one run; HACHECK_LOAD_ROUNDS (default 3)
 // how many alternating rounds each case gets (medians are reported; a ratio is the median of
 // the rounds' ratios); HACHECK_LOAD_REPORT a file to write the Markdown table to;
-// HACHECK_LOAD_CASES a substring selecting cases by name.
+// HACHECK_LOAD_CASES a substring selecting cases by name; HACHECK_LOAD_COMPARE other hacheck
+// binaries to run alongside in the same rounds, as name=path[,name=path...] (each gets its own
+// rows, its ratio to bare and to this build), for an A/B measurement of a change.
 
 import (
 	"bufio"
@@ -80,6 +82,24 @@ func TestLoadHarness(t *testing.T) {
 	bare := startProcess(t, filepath.Join(bin, "bare"), bareAddr)
 	waitHTTP(t, "http://"+hacheckAddr+"/status")
 	waitHTTP(t, "http://"+bareAddr+"/")
+	type contender struct {
+		name, addr string
+		pid        int
+	}
+	contenders := []contender{{"hacheck", hacheckAddr, hacheck.Process.Pid}}
+	if compare := os.Getenv("HACHECK_LOAD_COMPARE"); compare != "" {
+		for _, spec := range strings.Split(compare, ",") {
+			name, path, ok := strings.Cut(spec, "=")
+			if !ok || name == "" || path == "" {
+				t.Fatalf("HACHECK_LOAD_COMPARE: %q: want name=path", spec)
+			}
+			addr := freeAddr(t)
+			cmd := startProcess(t, path, "serve", "-c", config, "--spool-root", t.TempDir(), "-B", "127.0.0.1", "-p", portOf(addr))
+			waitHTTP(t, "http://"+addr+"/status")
+			contenders = append(contenders, contender{name, addr, cmd.Process.Pid})
+		}
+	}
+	contenders = append(contenders, contender{"bare", bareAddr, bare.Process.Pid})
 
 	httpPath := "/http/web/" + backendPort + "/health"
 	cases := []struct {
@@ -108,35 +128,45 @@ func TestLoadHarness(t *testing.T) {
 		if filter := os.Getenv("HACHECK_LOAD_CASES"); filter != "" && !strings.Contains(c.name, filter) {
 			continue
 		}
-		var h, b []loadFigures
-		runHacheck := func() loadFigures {
-			return withCPU(t, hacheck.Process.Pid, seconds, func() loadFigures { return c.run(hacheckAddr) })
-		}
-		runBare := func() loadFigures {
-			return withCPU(t, bare.Process.Pid, seconds, func() loadFigures { return c.run(bareAddr) })
-		}
+		// figures[i][round] is contender i's run in that round; bare is the last contender.
+		figures := make([][]loadFigures, len(contenders))
 		for round := range rounds {
-			// Alternate which goes first, so drift in the machine's state hits both alike.
-			if round%2 == 0 {
-				h, b = append(h, runHacheck()), append(b, runBare())
-			} else {
-				b, h = append(b, runBare()), append(h, runHacheck())
+			// Rotate which goes first, so drift in the machine's state hits all alike.
+			for k := range contenders {
+				i := (round + k) % len(contenders)
+				cd := contenders[i]
+				figures[i] = append(figures[i], withCPU(t, cd.pid, seconds, func() loadFigures { return c.run(cd.addr) }))
 			}
 		}
-		hm, bm := medianFigures(h), medianFigures(b)
-		// The ratio is the median of each round's ratio, not the ratio of the medians: the two
+		b := figures[len(contenders)-1]
+		bm := medianFigures(b)
+		// The ratio is the median of each round's ratio, not the ratio of the medians: the
 		// runs of a round are back to back, so the machine's drift (these VMs move by tens of
 		// percent over minutes) cancels within a round and not across rounds.
-		ratios := make([]float64, rounds)
-		for i := range ratios {
-			ratios[i] = h[i].rps / b[i].rps
+		medianRatio := func(num, den []loadFigures) (float64, []float64) {
+			ratios := make([]float64, rounds)
+			for i := range ratios {
+				ratios[i] = num[i].rps / den[i].rps
+			}
+			sorted := slices.Sorted(slices.Values(ratios))
+			return sorted[len(sorted)/2], ratios
 		}
-		t.Logf("%s: ratio per round %.3f", c.name, ratios)
-		slices.Sort(ratios)
-		line := fmt.Sprintf("| %s | %.0f | %.0f | **%.3f** | %s / %s | %s / %s | %s / %s |", c.name, hm.rps, bm.rps, ratios[len(ratios)/2],
-			fmtDur(hm.p50), fmtDur(hm.p99), fmtDur(bm.p50), fmtDur(bm.p99), fmtCPU(hm.cpuPerRequest), fmtCPU(bm.cpuPerRequest))
-		t.Log(line)
-		report.WriteString(line + "\n")
+		for i, cd := range contenders[:len(contenders)-1] {
+			h := figures[i]
+			hm := medianFigures(h)
+			ratio, perRound := medianRatio(h, b)
+			name := c.name
+			if i > 0 {
+				name += " [" + cd.name + "]"
+				vs, vsRounds := medianRatio(figures[0], h)
+				t.Logf("%s: hacheck / %s per round %.3f, median %.3f", c.name, cd.name, vsRounds, vs)
+			}
+			t.Logf("%s: ratio per round %.3f", name, perRound)
+			line := fmt.Sprintf("| %s | %.0f | %.0f | **%.3f** | %s / %s | %s / %s | %s / %s |", name, hm.rps, bm.rps, ratio,
+				fmtDur(hm.p50), fmtDur(hm.p99), fmtDur(bm.p50), fmtDur(bm.p99), fmtCPU(hm.cpuPerRequest), fmtCPU(bm.cpuPerRequest))
+			t.Log(line)
+			report.WriteString(line + "\n")
+		}
 	}
 
 	rss, hwm := processMemory(t, hacheck.Process.Pid)
