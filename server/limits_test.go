@@ -15,13 +15,12 @@ import (
 )
 
 // A shutdown waits for active connections: a client stalled in its request body must be cut by
-// the read timeout, which the reaper still enforces after the listener closed, well within the
-// grace. The 100 Continue is the sign that the handler is reading the body.
+// the read timeout, which still holds after the listener closed, well within the grace. The
+// 100 Continue is the sign that the handler is reading the body.
 func TestShutdownCutsAStalledClient(t *testing.T) {
 	cfg := config.Default()
 	cfg.AllowRemoteSpoolChanges = true
 	srv := New(cfg, Options{Store: watchedStore(t), Version: "test", Logger: zerolog.Nop()})
-	// Longer than two reaper ticks, so the reaper enforces it.
 	srv.timeouts = timeouts{readHeader: 1500 * time.Millisecond, read: 1500 * time.Millisecond, write: 10 * time.Second, idle: 1500 * time.Millisecond}
 	addr, shutdown := serve(t, srv, 3*time.Second)
 	conn, err := net.Dial("tcp", addr)
@@ -41,10 +40,9 @@ func TestShutdownCutsAStalledClient(t *testing.T) {
 	}
 }
 
-// The server's limits on slow and idle clients still hold through the lazy deadlines: a
-// client that never finishes its header, and a keep-alive connection left idle, are closed.
-// With timeouts of 100 ms the deadlines are armed on the connection; with 1.5 s (more than two
-// of the reaper's ticks) the reaper enforces them.
+// The server's limits on slow and idle clients hold through the listener's wrapper: a client
+// that never finishes its header, one that sends nothing, and a keep-alive connection left idle
+// are closed, with limits short and long.
 func TestSlowAndIdleClientsAreCutOff(t *testing.T) {
 	for _, limit := range []time.Duration{100 * time.Millisecond, 1500 * time.Millisecond} {
 		t.Run(limit.String(), func(t *testing.T) {

@@ -21,7 +21,6 @@ const InjectedHost = "hacheck.invalid"
 type hostFixListener struct {
 	net.Listener
 	maxHeaderBytes int
-	reaper         *deadlineReaper // enforces its connections' far deadlines (deadline.go)
 }
 
 func (l hostFixListener) Accept() (net.Conn, error) {
@@ -29,25 +28,18 @@ func (l hostFixListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	fixed := &hostFixConn{lazyDeadlineConn: lazyDeadlineConn{Conn: c, reaper: l.reaper}, limit: l.maxHeaderBytes}
+	fixed := &hostFixConn{Conn: c, limit: l.maxHeaderBytes}
 	// RemoteAddr here, in the accept loop, is a field read for the TCP listeners Wrap is for;
 	// a listener whose RemoteAddr reads from the client (a PROXY-protocol one) would hold up
 	// every accept behind a slow client.
 	if addr, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		fixed.source = addr.AddrPort().Addr().Unmap()
 	}
-	l.reaper.watch(&fixed.lazyDeadlineConn)
 	return fixed, nil
 }
 
-func (l hostFixListener) Close() error {
-	l.reaper.close()
-	return l.Listener.Close()
-}
-
-// The connection is also a lazyDeadlineConn: one allocation per connection for both.
 type hostFixConn struct {
-	lazyDeadlineConn
+	net.Conn
 	// source is the client's address, worked out once per connection rather than parsed from
 	// Request.RemoteAddr on every request (see Source).
 	source  netip.Addr
@@ -71,7 +63,7 @@ func (c *hostFixConn) Read(p []byte) (int, error) {
 		c.readErr = nil
 		return 0, err
 	}
-	return c.lazyDeadlineConn.Read(p)
+	return c.Conn.Read(p)
 }
 
 // bufferFirstHeader reads until the end of the first header block (or the limit, or an error;
@@ -92,7 +84,7 @@ func (c *hostFixConn) bufferFirstHeader() {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := c.lazyDeadlineConn.Read(buf[len(buf):cap(buf)])
+		n, err := c.Conn.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil {
 			c.pending, c.readErr = buf, err
@@ -130,4 +122,13 @@ func addHostIfMissing(buf []byte, end int) []byte {
 	out = append(out, buf[:lineEnd+1]...)
 	out = append(out, "Host: "+InjectedHost+"\r\n"...)
 	return append(out, buf[lineEnd+1:]...)
+}
+
+// CloseWrite keeps the TCP half-close visible through the wrapper: net/http sends a FIN this
+// way before closing a connection whose request body it refused.
+func (c *hostFixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }

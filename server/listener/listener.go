@@ -1,10 +1,7 @@
-// Package listener wraps hacheck's TCP listeners with two connection-level devices, kept here so
-// they can be reviewed, measured or removed as a unit:
-//
-//   - hostfix.go lets HTTP/1.1 check requests without a Host header reach the handler (HAProxy's
-//     `option httpchk GET /x HTTP/1.1` sends none, and net/http would refuse them with a 400);
-//   - deadline.go gives net/http the deadlines it asks for without a runtime timer update per
-//     request.
+// Package listener wraps hacheck's TCP listeners with a connection-level device, kept here so it
+// can be reviewed, measured or removed as a unit: hostfix.go lets HTTP/1.1 check requests without
+// a Host header reach the handler (HAProxy's `option httpchk GET /x HTTP/1.1` sends none, and
+// net/http would refuse them with a 400).
 //
 // A wrapped connection also carries its client's address, read once at accept (Source).
 package listener
@@ -14,12 +11,11 @@ import (
 	"net/netip"
 )
 
-// Wrap returns l with the Host-less HTTP/1.1 fix and the lazy deadlines applied to every
-// connection it accepts. maxHeaderBytes bounds how much of a first request is buffered while
-// looking for its Host line; use the http.Server's MaxHeaderBytes. Closing the returned
-// listener stops its deadline reaper.
+// Wrap returns l with the Host-less HTTP/1.1 fix applied to every connection it accepts.
+// maxHeaderBytes bounds how much of a first request is buffered while looking for its Host
+// line; use the http.Server's MaxHeaderBytes.
 func Wrap(l net.Listener, maxHeaderBytes int) net.Listener {
-	return hostFixListener{Listener: l, maxHeaderBytes: maxHeaderBytes, reaper: newDeadlineReaper(defaultReaperTick)}
+	return hostFixListener{Listener: l, maxHeaderBytes: maxHeaderBytes}
 }
 
 // Source is the client address of a connection accepted by a wrapped listener (IPv4-mapped
