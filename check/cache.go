@@ -71,8 +71,10 @@ type cacheEntry struct {
 
 // Memo is where the cache's caller keeps what it derives from a key and would otherwise look
 // up again on every request the key's entry answers: the metrics keep the service's series
-// here, which saves a map lookup (and its cache misses) per request. It lives as long as the
-// entry; a key swept and cached again starts with an empty memo.
+// here, which saves a map lookup (and its cache misses) per request: +1.4% req/s on the load
+// harness's 1,000 services × 50 sources with a new connection per request (HAProxy's way), 6 of
+// 7 alternating rounds, against a lookup per request. It lives as long as the entry; a key
+// swept and cached again starts with an empty memo.
 type Memo struct{ v atomic.Value }
 
 // Load returns what was stored, or nil.
