@@ -12,7 +12,9 @@ import (
 // of dependent reads (map, group, key, counter) that the kernel's socket work evicts from the
 // CPU caches between requests. Here a request's pair is found at the slot its key hashes to,
 // the counter beside the key: usually one cache line. The table holds no pointers, so the
-// garbage collector never scans it, and its pages are touched only as pairs arrive.
+// garbage collector never scans it, and its pages are touched only as pairs arrive. Against a
+// map of counters under a read-write lock: +1.7% req/s on the load harness's 1,000 services ×
+// 50 sources with a new connection per request (HAProxy's way), 7 of 7 alternating rounds.
 type pairCounts struct {
 	slots []pairSlot   // len is a power of two
 	shift uint         // 64 - log2(len(slots))
