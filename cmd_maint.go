@@ -19,7 +19,6 @@ import (
 
 	"github.com/hacheck/hacheck/audit"
 	"github.com/hacheck/hacheck/lb"
-	"github.com/hacheck/hacheck/lbwait"
 	"github.com/hacheck/hacheck/spool"
 )
 
@@ -63,7 +62,7 @@ const lbRequestTimeout = 2 * time.Second
 
 // fetchLB asks the running server what the load balancers reported about service (and only the
 // instance port, when not 0).
-func fetchLB(ctx context.Context, serverPort int, service string, port int) (lbwait.Snapshot, error) {
+func fetchLB(ctx context.Context, serverPort int, service string, port int) (lb.Snapshot, error) {
 	u := url.URL{Scheme: "http", Host: "localhost:" + strconv.Itoa(serverPort), Path: "/lb/" + service}
 	if port != 0 {
 		u.RawQuery = "port=" + strconv.Itoa(port)
@@ -72,33 +71,33 @@ func fetchLB(ctx context.Context, serverPort int, service string, port int) (lbw
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return lbwait.Snapshot{}, err
+		return lb.Snapshot{}, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return lbwait.Snapshot{}, ctx.Err()
+			return lb.Snapshot{}, ctx.Err()
 		}
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return lbwait.Snapshot{}, &unreachableError{serverPort, err}
+		return lb.Snapshot{}, &unreachableError{serverPort, err}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return lbwait.Snapshot{}, fmt.Errorf("read %s: %w", u.String(), err)
+		return lb.Snapshot{}, fmt.Errorf("read %s: %w", u.String(), err)
 	}
 	if resp.StatusCode == http.StatusNotFound && !json.Valid(body) {
-		return lbwait.Snapshot{}, &unreachableError{serverPort, fmt.Errorf("GET %s: %s: not a hacheck that knows /lb", u.Path, resp.Status)}
+		return lb.Snapshot{}, &unreachableError{serverPort, fmt.Errorf("GET %s: %s: not a hacheck that knows /lb", u.Path, resp.Status)}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return lbwait.Snapshot{}, fmt.Errorf("GET %s: %s: %s", u.String(), resp.Status, oneLine(string(body)))
+		return lb.Snapshot{}, fmt.Errorf("GET %s: %s: %s", u.String(), resp.Status, oneLine(string(body)))
 	}
-	var s lbwait.Snapshot
+	var s lb.Snapshot
 	if err := json.Unmarshal(body, &s); err != nil {
-		return lbwait.Snapshot{}, fmt.Errorf("decode %s: %w", u.String(), err)
+		return lb.Snapshot{}, fmt.Errorf("decode %s: %w", u.String(), err)
 	}
 	return s, nil
 }
@@ -137,7 +136,7 @@ func guard(e *env, f lbFlags, services []string, port int) error {
 
 // waitFor waits, after the marks were written at the time given, until every load balancer that
 // checks each service reported the new state, or f.Timeout passes.
-func waitFor(e *env, f lbFlags, services []string, port int, tgt lbwait.Target, sessions bool, at time.Time) error {
+func waitFor(e *env, f lbFlags, services []string, port int, tgt lb.Target, sessions bool, at time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), f.Timeout)
 	defer cancel()
 	start := time.Now()
@@ -151,8 +150,8 @@ func waitFor(e *env, f lbFlags, services []string, port int, tgt lbwait.Target, 
 	}
 	var pending []string
 	for _, svc := range services {
-		c := lbwait.Change{Service: svc, Port: port, Target: tgt, At: at, Sessions: sessions}
-		p, err := lbwait.Wait(ctx, c, waitInterval, func(ctx context.Context) (lbwait.Snapshot, error) {
+		c := lb.Change{Service: svc, Port: port, Target: tgt, At: at, Sessions: sessions}
+		p, err := lb.Wait(ctx, c, waitInterval, func(ctx context.Context) (lb.Snapshot, error) {
 			return fetchLB(ctx, f.Port, svc, port)
 		})
 		var unreachable *unreachableError
@@ -174,7 +173,7 @@ func waitFor(e *env, f lbFlags, services []string, port int, tgt lbwait.Target, 
 			return fmt.Errorf("marks written, but cannot --wait: %w", err)
 		}
 		what := tgt.String()
-		if sessions && tgt != lbwait.Up {
+		if sessions && tgt != lb.Up {
 			what += " with no sessions"
 		}
 		if p.Nobody {

@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hacheck/hacheck/lbwait"
+	"github.com/hacheck/hacheck/lb"
 )
 
 // lbServer answers GET /lb/<service> with what snapshot returns, as the running server would.
-func lbServer(t *testing.T, snapshot func(service string) lbwait.Snapshot) string {
+func lbServer(t *testing.T, snapshot func(service string) lb.Snapshot) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		service, ok := strings.CutPrefix(r.URL.Path, "/lb/")
@@ -76,8 +76,8 @@ func TestWaitWithoutServer(t *testing.T) {
 
 func TestWaitNobodyChecks(t *testing.T) {
 	r := newRunner(t)
-	port := lbServer(t, func(service string) lbwait.Snapshot {
-		return lbwait.Snapshot{Service: service, WindowSeconds: 30, Now: unix(time.Now())}
+	port := lbServer(t, func(service string) lb.Snapshot {
+		return lb.Snapshot{Service: service, WindowSeconds: 30, Now: unix(time.Now())}
 	})
 	res := r.run("hadown", "-r", "x", "--wait", "-p", port, "web")
 	if res.code != 0 || !strings.Contains(res.stderr, "no load balancer checked web recently; nothing to wait for") {
@@ -87,9 +87,9 @@ func TestWaitNobodyChecks(t *testing.T) {
 
 func TestWaitTimesOutNamingTheLaggard(t *testing.T) {
 	r := newRunner(t)
-	port := lbServer(t, func(service string) lbwait.Snapshot {
+	port := lbServer(t, func(service string) lb.Snapshot {
 		now := unix(time.Now())
-		return lbwait.Snapshot{Service: service, WindowSeconds: 30, Now: now, Servers: []lbwait.Server{
+		return lb.Snapshot{Service: service, WindowSeconds: 30, Now: now, Servers: []lb.Server{
 			{Port: 8080, Node: "lb1", Server: "be_web/app1", State: "DOWN", LastSeen: now, Weight: 1, TotalWeight: 2},
 			{Port: 8080, Node: "lb2", Server: "be_web/app1", State: "UP", LastSeen: now - 5, Weight: 1, TotalWeight: 2},
 		}}
@@ -103,13 +103,13 @@ func TestWaitTimesOutNamingTheLaggard(t *testing.T) {
 func TestWaitReturnsWhenSeen(t *testing.T) {
 	r := newRunner(t)
 	var asked atomic.Int32
-	port := lbServer(t, func(service string) lbwait.Snapshot {
+	port := lbServer(t, func(service string) lb.Snapshot {
 		now := unix(time.Now())
 		state := "UP"
 		if asked.Add(1) > 3 { // the guard's question, then two polls before the load balancer turns
 			state = "DOWN"
 		}
-		return lbwait.Snapshot{Service: service, WindowSeconds: 30, Now: now, Servers: []lbwait.Server{
+		return lb.Snapshot{Service: service, WindowSeconds: 30, Now: now, Servers: []lb.Server{
 			{Port: 8080, Node: "lb1", Server: "be_web/app1", State: state, LastSeen: now, Weight: 1, TotalWeight: 2},
 		}}
 	})
@@ -120,9 +120,9 @@ func TestWaitReturnsWhenSeen(t *testing.T) {
 }
 
 func TestGuard(t *testing.T) {
-	port := lbServer(t, func(service string) lbwait.Snapshot {
+	port := lbServer(t, func(service string) lb.Snapshot {
 		now := unix(time.Now())
-		return lbwait.Snapshot{Service: service, WindowSeconds: 30, Now: now, Servers: []lbwait.Server{
+		return lb.Snapshot{Service: service, WindowSeconds: 30, Now: now, Servers: []lb.Server{
 			{Port: 8080, Node: "lb1", Server: "be_solo/solo1", State: "UP", LastSeen: now, Weight: 1, TotalWeight: 1},
 			{Port: 8081, Node: "lb1", Server: "be_web/app2", State: "UP", LastSeen: now, Weight: 1, TotalWeight: 2},
 		}}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/hacheck/hacheck/audit"
-	"github.com/hacheck/hacheck/lbwait"
+	"github.com/hacheck/hacheck/lb"
 	"github.com/hacheck/hacheck/spool"
 	"github.com/prometheus/common/model"
 )
@@ -56,7 +56,7 @@ func (c *upCmd) Run(e *env) error {
 		}
 	}
 	if c.Wait {
-		return waitFor(e, c.lbFlags, c.Services, c.ServicePort, lbwait.Up, false, written)
+		return waitFor(e, c.lbFlags, c.Services, c.ServicePort, lb.Up, false, written)
 	}
 	return nil
 }
@@ -125,9 +125,9 @@ func (c *downCmd) Run(e *env) error {
 		}
 	}
 	if c.Wait {
-		tgt := lbwait.Down
+		tgt := lb.Down
 		if c.Drain {
-			tgt = lbwait.Drain
+			tgt = lb.Drain
 		}
 		return waitFor(e, c.lbFlags, c.Services, c.ServicePort, tgt, c.Sessions, writtenAt)
 	}

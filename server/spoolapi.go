@@ -12,7 +12,7 @@ import (
 
 	"github.com/hacheck/hacheck/audit"
 	"github.com/hacheck/hacheck/check"
-	"github.com/hacheck/hacheck/lbwait"
+	"github.com/hacheck/hacheck/lb"
 	"github.com/hacheck/hacheck/spool"
 )
 
@@ -132,12 +132,12 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 	if opts.wait > 0 {
 		// The change is made whatever the wait says: 200 once every load balancer reported
 		// it, 504 (with what is pending) when the time ran out.
-		target := lbwait.Up
+		target := lb.Up
 		switch {
 		case written != nil && written.Drain:
-			target = lbwait.Drain
+			target = lb.Drain
 		case written != nil:
-			target = lbwait.Down
+			target = lb.Down
 		}
 		wr := s.waitChange(r.Context(), service, port, target, changedAt, opts.wait)
 		out, _ := result.(map[string]any)

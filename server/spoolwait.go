@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hacheck/hacheck/lb"
-	"github.com/hacheck/hacheck/lbwait"
 )
 
 // maxSpoolWait bounds POST /spool's wait=: the server's write timeout leaves room for it.
@@ -62,11 +61,11 @@ type waitResult struct {
 // waitChange waits up to d for every load balancer that checks (service, port) to report the
 // change made at the time given, as hadown --wait does. ok is false when the time ran out or
 // the client went away.
-func (s *Server) waitChange(ctx context.Context, service string, port int, target lbwait.Target, at time.Time, d time.Duration) waitResult {
+func (s *Server) waitChange(ctx context.Context, service string, port int, target lb.Target, at time.Time, d time.Duration) waitResult {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	c := lbwait.Change{Service: service, Port: port, Target: target, At: at}
-	p, _ := lbwait.Wait(ctx, c, spoolWaitInterval, func(context.Context) (lbwait.Snapshot, error) {
+	c := lb.Change{Service: service, Port: port, Target: target, At: at}
+	p, _ := lb.Wait(ctx, c, spoolWaitInterval, func(context.Context) (lb.Snapshot, error) {
 		return s.lb.Snapshot(service, port, time.Now()), nil
 	})
 	if p.Pending == nil {

@@ -1,4 +1,4 @@
-package lbwait
+package lb
 
 import (
 	"context"
@@ -82,7 +82,7 @@ func TestWaiterUpdate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.change.At = changeAt
-			w := New(tc.change)
+			w := NewWaiter(tc.change)
 			var p Progress
 			for _, s := range tc.updates {
 				p = w.Update(s)

@@ -1,8 +1,9 @@
-// Package lbwait decides when every load balancer that checks a service has seen a change of
-// its spool mark. It judges only from what the load balancers report themselves (GET
+// Waiting for a change: when has every load balancer that checks a service seen a change of
+// its spool mark? It judges only from what the load balancers report themselves (GET
 // /lb/<service>): the state word of HAProxy's send-state header on every health check, and
 // the agent-check replies they fetched. The CLI's --wait and the server's POST wait= share it.
-package lbwait
+
+package lb
 
 import (
 	"context"
@@ -62,12 +63,12 @@ type Progress struct {
 	Pending []string
 }
 
-type lineKey struct {
+type waitLineKey struct {
 	node, source, server string
 	port                 int
 }
 
-type agentKey struct {
+type waitAgentKey struct {
 	source string
 	port   int
 }
@@ -79,18 +80,18 @@ type agentKey struct {
 type Waiter struct {
 	change Change
 	at     float64
-	lines  map[lineKey]Server
-	agents map[agentKey]Agent
+	lines  map[waitLineKey]Server
+	agents map[waitAgentKey]Agent
 	seen   bool // Update was called
 }
 
 // New starts waiting for c.
-func New(c Change) *Waiter {
+func NewWaiter(c Change) *Waiter {
 	return &Waiter{
 		change: c,
 		at:     float64(c.At.UnixNano()) / 1e9,
-		lines:  map[lineKey]Server{},
-		agents: map[agentKey]Agent{},
+		lines:  map[waitLineKey]Server{},
+		agents: map[waitAgentKey]Agent{},
 	}
 }
 
@@ -102,7 +103,7 @@ func (w *Waiter) Update(s Snapshot) Progress {
 		if !w.concerns(srv.Port) {
 			continue
 		}
-		k := lineKey{srv.Node, srv.Source, srv.Server, srv.Port}
+		k := waitLineKey{srv.Node, srv.Source, srv.Server, srv.Port}
 		if old, ok := w.lines[k]; !ok || srv.LastSeen >= old.LastSeen {
 			w.lines[k] = srv
 		}
@@ -111,7 +112,7 @@ func (w *Waiter) Update(s Snapshot) Progress {
 		if !w.concerns(a.Port) {
 			continue
 		}
-		k := agentKey{a.Source, a.Port}
+		k := waitAgentKey{a.Source, a.Port}
 		if old, ok := w.agents[k]; !ok || a.LastSeen >= old.LastSeen {
 			w.agents[k] = a
 		}
@@ -251,7 +252,7 @@ func target(service string, port int) string {
 // the service), ctx ends, or fetch fails. It returns the last progress seen; on ctx's end the
 // error is ctx.Err().
 func Wait(ctx context.Context, c Change, interval time.Duration, fetch func(context.Context) (Snapshot, error)) (Progress, error) {
-	w := New(c)
+	w := NewWaiter(c)
 	var last Progress
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
