@@ -17,9 +17,9 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
-	"github.com/hacheck/hacheck/audit"
 	"github.com/hacheck/hacheck/lb"
 	"github.com/hacheck/hacheck/spool"
+	"github.com/hacheck/hacheck/spool/audit"
 )
 
 // Exit codes of the safe-maintenance options, documented in the README.

@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hacheck/hacheck/audit"
 	"github.com/hacheck/hacheck/lb"
 	"github.com/hacheck/hacheck/spool"
+	"github.com/hacheck/hacheck/spool/audit"
 	"github.com/prometheus/common/model"
 )
 

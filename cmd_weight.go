@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/hacheck/hacheck/audit"
 	"github.com/hacheck/hacheck/spool"
+	"github.com/hacheck/hacheck/spool/audit"
 )
 
 // weightCmd is `hacheck weight SERVICE NN%`: a weight-only mark, which the agent check answers

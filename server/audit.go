@@ -3,8 +3,8 @@ package server
 import (
 	"context"
 
-	"github.com/hacheck/hacheck/audit"
 	"github.com/hacheck/hacheck/spool"
+	"github.com/hacheck/hacheck/spool/audit"
 )
 
 // auditWatch records a change of the spool made by another writer: the hadown/haup commands,

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hacheck/hacheck/audit"
 	"github.com/hacheck/hacheck/check"
 	"github.com/hacheck/hacheck/lb"
 	"github.com/hacheck/hacheck/spool"
+	"github.com/hacheck/hacheck/spool/audit"
 )
 
 // handleSpoolChange is POST /spool/<service>/<port>/status: the remote equivalent of
