@@ -29,11 +29,7 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request, protocol, r
 // HEAD), which is answered and not counted.
 func (s *Server) answerCheck(w http.ResponseWriter, r *http.Request, protocol, rest string, source netip.Addr, start time.Time) (answer check.Answer, service string, ok bool) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		allow := "GET, HEAD"
-		if protocol == "spool" && strings.HasSuffix(r.URL.Path, "/status") {
-			allow = "GET, HEAD, POST" // POST /spool/<service>/<port>/status changes the spool
-		}
-		w.Header().Set("Allow", allow)
+		w.Header().Set("Allow", s.allowOnCheckPath(r, protocol))
 		http.Error(w, "method not allowed: checks are GET", http.StatusMethodNotAllowed)
 		return answer, "", false
 	}

@@ -1,6 +1,6 @@
 // Package server is hacheck's HTTP side: the check route every HAProxy polls (checks.go), the
-// status, recent and count endpoints (status.go), metrics, the remote spool API (spoolapi.go),
-// what the load balancers see (lb.go),
+// table of every other endpoint (routes.go): the status, recent and count endpoints
+// (status.go), metrics, the remote spool API (spoolapi.go), what the load balancers see (lb.go);
 // the listeners they are served on (serve.go, with the connection wrappers in package
 // listener) and the process around them: startup, reload and shutdown (run.go), logging
 // (log.go).
@@ -76,8 +76,8 @@ type Options struct {
 	Verbose bool // log one line per request
 }
 
-// New builds a server for cfg. Every HTTP endpoint but the checks is registered here, on the
-// mux; check paths are routed by ServeHTTP.
+// New builds a server for cfg. Every HTTP endpoint but the checks is served by the mux, from the
+// route table (routes.go); check paths are routed by ServeHTTP.
 func New(cfg config.Config, opts Options) *Server {
 	s := &Server{
 		store:    opts.Store,
@@ -94,13 +94,7 @@ func New(cfg config.Config, opts Options) *Server {
 	s.metrics.Registry().MustRegister(lb.NewCollector(s.lb))
 	s.cfg.Store(&cfg)
 
-	s.mux = http.NewServeMux()
-	s.mux.HandleFunc("GET /status", s.handleStatus)
-	s.mux.HandleFunc("GET /status/count", s.handleStatusCount)
-	s.mux.HandleFunc("GET /recent", s.handleRecent)
-	s.mux.Handle("GET /metrics", s.metrics.Handler())
-	s.mux.HandleFunc("POST /spool/{service}/{port}/status", s.handleSpoolChange)
-	s.mux.HandleFunc("GET /lb/{service}", s.handleLB)
+	s.mux = s.newMux()
 	return s
 }
 
@@ -156,11 +150,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if len(path) > 1 {
 		protocol, rest, _ := strings.Cut(path[1:], "/")
-		if _, known := s.pipelineProtocols()[protocol]; known && (protocol != "spool" || r.Method != http.MethodPost) {
+		methods, routed := routeRoots[protocol]
+		if _, known := s.pipelineProtocols()[protocol]; known && (!routed || !routedMethod(methods, r.Method)) {
 			s.handleCheck(w, r, protocol, rest)
 			return
 		}
-		if _, fixed := fixedRoots[protocol]; !fixed && strings.Count(path, "/") >= 3 {
+		if !routed && strings.Count(path, "/") >= 3 {
 			// Looks like a check of a protocol we do not have: 404 through the pipeline, so it
 			// is counted like every other check request.
 			s.handleCheck(w, r, protocol, rest)
@@ -169,8 +164,5 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mux.ServeHTTP(w, r)
 }
-
-// fixedRoots are the first path segments served by the mux.
-var fixedRoots = map[string]struct{}{"status": {}, "recent": {}, "metrics": {}, "spool": {}, "lb": {}}
 
 func (s *Server) pipelineProtocols() check.Registry { return s.pipeline.Protocols() }
