@@ -132,7 +132,10 @@ func (p *Pipeline) Answer(req Request) Answer {
 	if err := spool.ValidateName(req.Service); err != nil {
 		return Answer{Code: http.StatusBadRequest, Body: err.Error(), Outcome: OutcomeError, Protocol: req.Protocol}
 	}
-	port, err := ParsePort(req.Port, NeedsPort(req.Protocol))
+	// The URL's port may be 0 for every protocol: SmartStack writes every backend as
+	// /http/<service>/0/<path> with send-state, and the header's port replaces it. Only the
+	// effective port must be 1-65535 for a protocol that connects to one.
+	port, err := ParsePort(req.Port, false)
 	if err != nil {
 		return Answer{Code: http.StatusBadRequest, Body: err.Error(), Outcome: OutcomeError, Protocol: req.Protocol, Service: req.Service}
 	}
@@ -144,6 +147,10 @@ func (p *Pipeline) Answer(req Request) Answer {
 		if statePort, ok := ParseServerStatePort(values[0]); ok {
 			port = statePort
 		}
+	}
+	if port == 0 && NeedsPort(req.Protocol) {
+		return Answer{Code: http.StatusBadRequest, Outcome: OutcomeError, Protocol: req.Protocol, Service: req.Service,
+			Body: "invalid port 0: must be 1-65535, or 0 with the real port in " + ServerStateHeader}
 	}
 	answer := Answer{Protocol: req.Protocol, Service: req.Service, Port: port}
 	now := req.Start

@@ -60,14 +60,14 @@ func TestValidation(t *testing.T) {
 		{"http", "../etc", "80", 400, "must not start with '.'"},
 		{"http", "", "80", 400, "empty"},
 		{"http", strings.Repeat("a", 129), "80", 400, "at most 128"},
-		{"http", "web", "0", 400, "must be 1-65535"},
-		{"http", "web", "65536", 400, "must be 1-65535"},
+		{"http", "web", "0", 400, "invalid port 0: must be 1-65535"},
+		{"http", "web", "65536", 400, "must be 0-65535"},
 		{"http", "web", "-1", 400, "decimal number"},
 		{"http", "web", "+80", 400, "decimal number"},
 		{"http", "web", "0x50", 400, "decimal number"},
 		{"http", "web", "", 400, "decimal number"},
 		{"http", "web", "99999999999999999999", 400, "decimal number"},
-		{"tcp", "web", "0", 400, "must be 1-65535"},
+		{"tcp", "web", "0", 400, "invalid port 0: must be 1-65535"},
 		{"spool", "web", "70000", 400, "must be 0-65535"},
 		{"spool", "web", "0", 200, ""},
 	}
@@ -163,6 +163,59 @@ func TestServerStateHeaderPicksPort(t *testing.T) {
 	}
 	if a := p.Answer(Request{Protocol: "http", Service: "web", Port: "1", Header: header}); a.Code != 503 {
 		t.Fatalf("per-port mark of the header's port not applied: %d", a.Code)
+	}
+}
+
+// SmartStack's synapse writes every backend as `option httpchk GET /http/<service>/0/<path>`
+// with `http-check send-state`: the URL's port is a dummy 0 and HAProxy passes the real port in
+// the header. Every protocol that connects to a port must take it from there.
+func TestPortZeroTakesTheHeadersPort(t *testing.T) {
+	backend := newCountingBackend(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("OK")) })
+	p, store := newTestPipeline(t, time.Minute)
+	state := func(port string) http.Header {
+		h := http.Header{}
+		h.Set("X-Haproxy-Server-State", "UP; address=127.0.0.1; port="+port+"; name=be_web/srv1; node=lb1; weight=1/2; scur=0/0; qcur=0")
+		return h
+	}
+	// Every protocol but spool connects to a port: with the header, port 0 is checked on the
+	// header's port (here a closed one, so every checker answers at once; the answer is a
+	// failure, never the URL's 400).
+	closed := closedPort(t)
+	for _, protocol := range p.Protocols().Names() {
+		a := p.Answer(Request{Protocol: protocol, Service: "web", Port: "0", Header: state(strconv.Itoa(closed))})
+		if strings.Contains(a.Body, "invalid port") || a.Port != closed {
+			t.Errorf("%s/web/0 with send-state = %d %q on port %d; want port %d checked", protocol, a.Code, a.Body, a.Port, closed)
+		}
+		if !NeedsPort(protocol) {
+			continue
+		}
+		for _, header := range []http.Header{{}, state("0"), state("70000"), state("x"), {"X-Haproxy-Server-State": {"UP; address=127.0.0.1"}}} {
+			a := p.Answer(Request{Protocol: protocol, Service: "web", Port: "0", Header: header})
+			if a.Code != 400 || !strings.Contains(a.Body, "invalid port 0") {
+				t.Errorf("%s/web/0 with header %q = %d %q; want 400 invalid port 0", protocol, header, a.Code, a.Body)
+			}
+		}
+	}
+	tests := []struct {
+		protocol string
+		code     int
+		body     string
+	}{
+		{"http", 200, "OK"},
+		{"tcp", 200, "Connected in"},
+	}
+	for _, tt := range tests {
+		a := p.Answer(Request{Protocol: tt.protocol, Service: "web", Port: "0", Query: "status", Header: state(backend.port())})
+		if a.Code != tt.code || !strings.Contains(a.Body, tt.body) {
+			t.Errorf("%s/web/0/status with send-state = %d %q; want %d %q", tt.protocol, a.Code, a.Body, tt.code, tt.body)
+		}
+	}
+	// A mark on the real instance (hadown -P <port>) holds the port-0 URL down.
+	if _, err := store.Down("web", backend.Listener.Addr().(*net.TCPAddr).Port, "one instance", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if a := p.Answer(Request{Protocol: "http", Service: "web", Port: "0", Header: state(backend.port())}); a.Code != 503 {
+		t.Fatalf("instance mark not applied to the port-0 URL: %d %q", a.Code, a.Body)
 	}
 }
 
