@@ -54,6 +54,10 @@ type Checker interface {
 	Check(ctx context.Context, t Target) (Result, error)
 }
 
+// A checker says what it can do by the optional interfaces it implements, never by its
+// protocol's name: the pipeline and the server ask the checker, so a protocol is one file and
+// one line in NewRegistry.
+
 // Uncached is implemented by checkers whose answer costs nothing (the spool protocol): the
 // pipeline calls them directly, without the cache, a deadline or the Observer, since there is
 // no upstream check to share, bound or measure.
@@ -62,14 +66,30 @@ type Uncached interface {
 	Uncached()
 }
 
+// Portless is implemented by checkers that connect to no port (the spool protocol): port 0 is
+// valid in their requests, where every other protocol needs 1-65535.
+type Portless interface {
+	Checker
+	Portless()
+}
+
+// DrainsWith404 is implemented by checkers whose clients are HAProxy's HTTP checks: a drain
+// mark answers them 404 rather than 503, which `http-check disable-on-404` turns into NOLB for
+// an UP server (sessions finish, no new ones). Every other checker's drain mark answers as a
+// down mark, the safe side for a client that cannot tell the two apart.
+type DrainsWith404 interface {
+	Checker
+	DrainsWith404()
+}
+
 // CheckerFunc adapts a function to Checker.
 type CheckerFunc func(ctx context.Context, t Target) (Result, error)
 
 // Check calls f.
 func (f CheckerFunc) Check(ctx context.Context, t Target) (Result, error) { return f(ctx, t) }
 
-// Registry maps protocol names (the first URL segment) to their checkers. Routing, config
-// validation and docs all read this one map.
+// Registry maps protocol names (the first URL segment) to their checkers. The server routes by
+// it, and a test holds the README's protocol table to it.
 type Registry map[string]Checker
 
 // Names returns the registered protocols, sorted.
@@ -82,5 +102,14 @@ func (r Registry) Names() []string {
 	return names
 }
 
-// NeedsPort reports whether a protocol connects to a port, so that port 0 is invalid for it.
-func NeedsPort(protocol string) bool { return protocol != "spool" }
+// NeedsPort reports whether c connects to a port, so that port 0 is invalid in its requests.
+func NeedsPort(c Checker) bool {
+	_, portless := c.(Portless)
+	return !portless
+}
+
+// DrainAnswers404 reports whether a drain mark answers c's checks 404 (see DrainsWith404).
+func DrainAnswers404(c Checker) bool {
+	_, ok := c.(DrainsWith404)
+	return ok
+}

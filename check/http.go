@@ -142,6 +142,9 @@ func asCheckDeadline(ctx context.Context, err error) error {
 	return context.DeadlineExceeded
 }
 
+// DrainsWith404: HAProxy's HTTP checks read a drain mark's 404 as NOLB (disable-on-404).
+func (c *httpChecker) DrainsWith404() {}
+
 // Check answers with the upstream's status code and body (capped at the body limit, with a
 // note when cut), outcome ok for 2xx and upstream_fail for anything else; when no response
 // arrives it answers 503 "<error> after <s>s". Target.Query is taken as a decoded path and is

@@ -148,7 +148,7 @@ func (p *Pipeline) Answer(req Request) Answer {
 			port = statePort
 		}
 	}
-	if port == 0 && NeedsPort(req.Protocol) {
+	if port == 0 && NeedsPort(checker) {
 		return Answer{Code: http.StatusBadRequest, Outcome: OutcomeError, Protocol: req.Protocol, Service: req.Service,
 			Body: "invalid port 0: must be 1-65535, or 0 with the real port in " + ServerStateHeader}
 	}
@@ -159,7 +159,7 @@ func (p *Pipeline) Answer(req Request) Answer {
 	}
 
 	if mark, down := p.spool.StatusAt(req.Service, port, now); down {
-		if mark.Drain && drains404[req.Protocol] {
+		if mark.Drain && DrainAnswers404(checker) {
 			answer.Code = http.StatusNotFound
 			answer.Body = mark.DrainBody(req.Service)
 		} else {
@@ -200,12 +200,6 @@ func (p *Pipeline) Answer(req Request) Answer {
 	answer.Memo = memo
 	return answer.validCode()
 }
-
-// drains404 are the protocols whose checks answer a drain mark with 404 rather than 503:
-// HAProxy's HTTP checks with `http-check disable-on-404` turn a 404 from an UP server into
-// NOLB (sessions finish, no new ones). Every other check answers a drain mark as a down mark,
-// the safe side for a client that cannot tell the two apart.
-var drains404 = map[string]bool{"http": true, "https": true, "spool": true}
 
 // validCode makes a code that is not an HTTP status (100–599) a 503, a "down" every client
 // reads alike: net/http panics on a code below 100, and one above 599 is no status at all.

@@ -186,7 +186,7 @@ func TestPortZeroTakesTheHeadersPort(t *testing.T) {
 		if strings.Contains(a.Body, "invalid port") || a.Port != closed {
 			t.Errorf("%s/web/0 with send-state = %d %q on port %d; want port %d checked", protocol, a.Code, a.Body, a.Port, closed)
 		}
-		if !NeedsPort(protocol) {
+		if !NeedsPort(p.Protocols()[protocol]) {
 			continue
 		}
 		for _, header := range []http.Header{{}, state("0"), state("70000"), state("x"), {"X-Haproxy-Server-State": {"UP; address=127.0.0.1"}}} {

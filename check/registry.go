@@ -31,7 +31,9 @@ type Options struct {
 }
 
 // NewRegistry returns every protocol hacheck knows, configured by opts. This is the one place
-// the protocol list lives: routing, config validation and docs read the map it returns.
+// the protocol list lives: the server routes by the map it returns, and a test holds the
+// README's protocol table to it. What a protocol can do beyond checking (no port, 404 on drain,
+// no cache) its checker says by the optional interfaces in check.go.
 func NewRegistry(opts Options) Registry {
 	if opts.BodyLimit <= 0 {
 		opts.BodyLimit = DefaultBodyLimit

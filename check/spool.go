@@ -12,3 +12,9 @@ func (spoolChecker) Check(context.Context, Target) (Result, error) {
 
 // Uncached: its answer costs nothing, so it needs neither the cache nor a deadline.
 func (spoolChecker) Uncached() {}
+
+// Portless: it connects to nothing, so port 0 (the service as a whole) is a valid port.
+func (spoolChecker) Portless() {}
+
+// DrainsWith404: HAProxy asks /spool/ with an HTTP check, so a drain mark is its NOLB.
+func (spoolChecker) DrainsWith404() {}
