@@ -25,7 +25,7 @@ type upCmd struct {
 	lbFlags
 	ServicePort int      `short:"P" name:"service-port" default:"0" help:"Remove only the mark of this instance (port); 0 means the whole service."`
 	JSON        bool     `name:"json" help:"Print what was done as JSON."`
-	Services    []string `arg:"" name:"service" help:"Service names; 'all' is the host-wide mark."`
+	Services    []string `arg:"" name:"service" predictor:"marked" help:"Service names; 'all' is the host-wide mark."`
 }
 
 func (c *upCmd) Run(e *env) error {
@@ -138,7 +138,7 @@ type statusCmd struct {
 	spoolFlags
 	ServicePort int      `short:"P" name:"service-port" default:"0" help:"Show the state of this instance (port), including its own mark."`
 	JSON        bool     `name:"json" help:"Print the states as JSON."`
-	Services    []string `arg:"" name:"service" help:"Service names."`
+	Services    []string `arg:"" name:"service" predictor:"marked" help:"Service names."`
 }
 
 // errDown makes hastatus exit 1 without printing an error: the output already says it.

@@ -55,14 +55,15 @@ func (f spoolFlags) store(e *env) *spool.Store { return spool.New(f.SpoolRoot, s
 // a Run(*env) error method, in a cmd_*.go file of its own; errors it returns map to exit codes in
 // run.
 type cli struct {
-	Serve   serveCmd   `cmd:"" default:"withargs" help:"Run the health-check server (the default command)."`
-	Up      upCmd      `cmd:"" help:"Remove maintenance marks (haup). Idempotent."`
-	Down    downCmd    `cmd:"" help:"Mark services down for maintenance (hadown)."`
-	Status  statusCmd  `cmd:"" help:"Show whether services are up or down (hastatus); exit 1 if any is down."`
-	Downed  downedCmd  `cmd:"" help:"List every current mark with its reason, age and expiry (hashowdowned)."`
-	List    listCmd    `cmd:"" help:"List services the running server checked recently (halist)."`
-	Weight  weightCmd  `cmd:"" help:"Set a service's share of its load-balancer weight, e.g. 30%, answered by the agent check."`
-	Version versionCmd `cmd:"" help:"Print the version."`
+	Serve      serveCmd      `cmd:"" default:"withargs" help:"Run the health-check server (the default command)."`
+	Up         upCmd         `cmd:"" help:"Remove maintenance marks (haup). Idempotent."`
+	Down       downCmd       `cmd:"" help:"Mark services down for maintenance (hadown)."`
+	Status     statusCmd     `cmd:"" help:"Show whether services are up or down (hastatus); exit 1 if any is down."`
+	Downed     downedCmd     `cmd:"" help:"List every current mark with its reason, age and expiry (hashowdowned)."`
+	List       listCmd       `cmd:"" help:"List services the running server checked recently (halist)."`
+	Weight     weightCmd     `cmd:"" help:"Set a service's share of its load-balancer weight, e.g. 30%, answered by the agent check."`
+	Version    versionCmd    `cmd:"" help:"Print the version."`
+	Completion completionCmd `cmd:"" help:"Print a shell completion script: eval \"$(hacheck completion bash)\"."`
 }
 
 type versionCmd struct{}
@@ -116,6 +117,9 @@ func run(argv0 string, args []string, e *env) int {
 	if err != nil {
 		fmt.Fprintf(e.stderr, "%s: %v\n", name, err)
 		return exitUsage
+	}
+	if completing(e, args) {
+		return runCompletion(parser, e, args)
 	}
 	ctx, err := parser.Parse(args)
 	if exitCode >= 0 { // --help or similar

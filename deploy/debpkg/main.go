@@ -240,6 +240,15 @@ func (b *build) packageInfo() (*nfpm.Info, error) {
 	if err := gzipped(filepath.Join(b.work, "changelog.Debian.gz"), b.changelog()); err != nil {
 		return nil, err
 	}
+	// The bash completion is the binary's own script too; bash-completion loads a command's
+	// file by the command's name, so each multi-call name links to it.
+	completion, err := exec.Command(helpBin, "completion", "bash", "--path", "/usr/bin/hacheck").Output()
+	if err != nil {
+		return nil, fmt.Errorf("hacheck completion bash: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(b.work, "hacheck.bash-completion"), completion, 0o644); err != nil {
+		return nil, err
+	}
 
 	deploy := func(name string) string { return filepath.Join(b.root, "deploy", name) }
 	file := func(src, dst string, mode os.FileMode) *files.Content {
@@ -259,6 +268,7 @@ func (b *build) packageInfo() (*nfpm.Info, error) {
 		file(deploy("debian/lintian-overrides"), "/usr/share/lintian/overrides/hacheck", 0o644),
 		file(filepath.Join(b.work, "changelog.Debian.gz"), "/usr/share/doc/hacheck/changelog.Debian.gz", 0o644),
 		file(filepath.Join(b.work, "hacheck.1.gz"), "/usr/share/man/man1/hacheck.1.gz", 0o644),
+		file(filepath.Join(b.work, "hacheck.bash-completion"), "/usr/share/bash-completion/completions/hacheck", 0o644),
 	}
 	// The config may come to hold mysql_password and remote_spool_token: the postinst makes it
 	// root:hacheck 0640 with dpkg-statoverride, once the group exists.
@@ -268,7 +278,8 @@ func (b *build) packageInfo() (*nfpm.Info, error) {
 	for _, name := range multiCallNames {
 		contents = append(contents,
 			&files.Content{Source: "hacheck", Destination: "/usr/bin/" + name, Type: files.TypeSymlink},
-			&files.Content{Source: "hacheck.1.gz", Destination: "/usr/share/man/man1/" + name + ".1.gz", Type: files.TypeSymlink})
+			&files.Content{Source: "hacheck.1.gz", Destination: "/usr/share/man/man1/" + name + ".1.gz", Type: files.TypeSymlink},
+			&files.Content{Source: "hacheck", Destination: "/usr/share/bash-completion/completions/" + name, Type: files.TypeSymlink})
 	}
 
 	script := func(name string) string { return deploy("debian/" + name) }
