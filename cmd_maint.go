@@ -8,18 +8,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/mattn/go-isatty"
-	"github.com/rs/zerolog"
-
 	"github.com/hacheck/hacheck/lb"
 	"github.com/hacheck/hacheck/spool"
-	"github.com/hacheck/hacheck/spool/audit"
 )
 
 // Exit codes of the safe-maintenance options, documented in the README.
@@ -115,7 +110,7 @@ func guard(e *env, f lbFlags, services []string, port int) error {
 		snap, err := fetchLB(context.Background(), f.Port, svc, port)
 		var unreachable *unreachableError
 		if errors.As(err, &unreachable) {
-			fmt.Fprintf(e.stderr, "warning: disruption guard skipped: %v\n", err)
+			e.infof("warning: disruption guard skipped: %v\n", err)
 			return nil
 		}
 		if err != nil {
@@ -145,7 +140,7 @@ func waitFor(e *env, f lbFlags, services []string, port int, tgt lb.Target, sess
 		return usageErrorf("marks written, but cannot --wait: %v", err)
 	}
 	if len(services) == 0 {
-		fmt.Fprintln(e.stderr, "no service was checked recently; nothing to wait for")
+		e.infof("no service was checked recently; nothing to wait for\n")
 		return nil
 	}
 	var pending []string
@@ -177,9 +172,9 @@ func waitFor(e *env, f lbFlags, services []string, port int, tgt lb.Target, sess
 			what += " with no sessions"
 		}
 		if p.Nobody {
-			fmt.Fprintf(e.stderr, "no load balancer checked %s recently; nothing to wait for\n", target(svc, port))
+			e.infof("no load balancer checked %s recently; nothing to wait for\n", target(svc, port))
 		} else {
-			fmt.Fprintf(e.stderr, "%s: %s on %d server line(s) and %d agent(s) after %s\n",
+			e.infof("%s: %s on %d server line(s) and %d agent(s) after %s\n",
 				target(svc, port), what, p.Lines, p.Agents, time.Since(start).Round(time.Millisecond))
 		}
 	}
@@ -198,24 +193,6 @@ func target(service string, port int) string {
 		return service
 	}
 	return service + ":" + strconv.Itoa(port)
-}
-
-// logChange writes the audit line of one change made by this command to standard error: the
-// real uid (who ran it, under sudo too) and $SUDO_USER (who asked sudo). The server logs the
-// same change again when its watch sees the file change, with the file's owner.
-func logChange(e *env, ch audit.Change) {
-	ch.Origin = audit.OriginCLI
-	uid := os.Getuid()
-	ch.UID = &uid
-	ch.SudoUser = e.getenv("SUDO_USER")
-	var w io.Writer = e.stderr
-	if f, ok := e.stderr.(*os.File); ok {
-		if isatty.IsTerminal(f.Fd()) {
-			w = zerolog.ConsoleWriter{Out: f, TimeFormat: time.DateTime}
-		}
-	}
-	l := zerolog.New(w).With().Timestamp().Logger()
-	audit.Log(&l, ch)
 }
 
 // recentWindow is how far back expandAll looks for services: several of HAProxy's usual check

@@ -59,7 +59,7 @@ func TestWaitBadInput(t *testing.T) {
 func TestWaitWithoutServer(t *testing.T) {
 	r := newRunner(t)
 	port := closedPort(t)
-	res := r.run("hadown", "-r", "x", "--wait", "-p", port, "web")
+	res := r.run("hadown", "-r", "x", "--wait", "--guard", "-v", "-p", port, "web")
 	if res.code != exitUsage || !strings.Contains(res.stderr, "no hacheck server answers on port "+port) || !strings.Contains(res.stderr, "cannot --wait") {
 		t.Fatalf("hadown --wait with no server = %+v, want exit 2 naming port %s", res, port)
 	}
@@ -79,7 +79,7 @@ func TestWaitNobodyChecks(t *testing.T) {
 	port := lbServer(t, func(service string) lb.Snapshot {
 		return lb.Snapshot{Service: service, WindowSeconds: 30, Now: unix(time.Now())}
 	})
-	res := r.run("hadown", "-r", "x", "--wait", "-p", port, "web")
+	res := r.run("hadown", "-r", "x", "--wait", "-v", "-p", port, "web")
 	if res.code != 0 || !strings.Contains(res.stderr, "no load balancer checked web recently; nothing to wait for") {
 		t.Fatalf("hadown --wait, nobody checking = %+v", res)
 	}
@@ -113,7 +113,7 @@ func TestWaitReturnsWhenSeen(t *testing.T) {
 			{Port: 8080, Node: "lb1", Server: "be_web/app1", State: state, LastSeen: now, Weight: 1, TotalWeight: 2},
 		}}
 	})
-	res := r.run("hadown", "-r", "x", "--wait", "-P", "8080", "-p", port, "web")
+	res := r.run("hadown", "-r", "x", "--wait", "--guard", "-v", "-P", "8080", "-p", port, "web")
 	if res.code != 0 || !strings.Contains(res.stderr, "web:8080: DOWN on 1 server line(s)") || asked.Load() != 4 {
 		t.Fatalf("= %+v after %d questions", res, asked.Load())
 	}
@@ -128,6 +128,7 @@ func TestGuard(t *testing.T) {
 		}}
 	})
 	r := newRunner(t)
+	r.interactive = true // a person at a terminal: the guard is on without --guard
 	res := r.run("hadown", "-r", "x", "-p", port, "-P", "8080", "web")
 	if res.code != exitRefused || !strings.Contains(res.stderr, "backend be_solo on load balancer lb1 would have no usable server left") || strings.Count(res.stderr, "\n") != 1 {
 		t.Fatalf("hadown of a backend's last server = %+v, want exit 4 and one line", res)
@@ -139,7 +140,7 @@ func TestGuard(t *testing.T) {
 		t.Fatalf("hadown of one server of two = %+v", res)
 	}
 	res = r.run("hadown", "-r", "x", "-p", port, "-P", "8080", "--force", "web")
-	if res.code != 0 || !strings.Contains(res.stderr, `"force":true`) {
+	if res.code != 0 || len(r.records) == 0 || !strings.Contains(r.records[len(r.records)-1], `"force":true`) {
 		t.Fatalf("hadown --force = %+v, want it written and the audit line saying force", res)
 	}
 	if res := r.run("haup", "-p", port, "-P", "8080", "web"); res.code != 0 {
@@ -151,21 +152,28 @@ func TestAuditLineOfTheCommand(t *testing.T) {
 	r := newRunner(t)
 	port := closedPort(t)
 	res := r.run("hadown", "-r", "kernel", "-p", port, "-P", "8080", "web")
+	if res.code != 0 || res.stdout != "" || res.stderr != "" {
+		t.Fatalf("hadown = %+v, want exit 0 and nothing printed", res)
+	}
+	if len(r.records) != 1 {
+		t.Fatalf("system log records = %q, want one", r.records)
+	}
 	var line map[string]any
-	for _, l := range strings.Split(res.stderr, "\n") {
-		if strings.Contains(l, `"spool change"`) {
-			if err := json.Unmarshal([]byte(l), &line); err != nil {
-				t.Fatal(err)
-			}
-		}
+	if err := json.Unmarshal([]byte(r.records[0]), &line); err != nil {
+		t.Fatal(err)
 	}
 	for k, v := range map[string]any{"action": "down", "service": "web", "port": 8080.0, "reason": "kernel", "origin": "cli", "sudo_user": "alice", "expiration": nil} {
 		if got, ok := line[k]; !ok || got != v {
-			t.Errorf("audit line %s = %v, want %v (line %v)", k, got, v, line)
+			t.Errorf("audit record %s = %v, want %v (record %v)", k, got, v, line)
 		}
 	}
 	if _, ok := line["uid"]; !ok {
-		t.Errorf("audit line has no uid: %v", line)
+		t.Errorf("audit record has no uid: %v", line)
+	}
+	// -v shows the same record on stderr.
+	res = r.run("haup", "-v", "-p", port, "-P", "8080", "web")
+	if res.code != 0 || !strings.Contains(res.stderr, `"action":"up"`) || !strings.Contains(r.records[1], `"action":"up"`) {
+		t.Fatalf("haup -v = %+v, records %q", res, r.records)
 	}
 }
 

@@ -23,12 +23,14 @@ import (
 type upCmd struct {
 	spoolFlags
 	lbFlags
+	outFlags
 	ServicePort int      `short:"P" name:"service-port" default:"0" help:"Remove only the mark of this instance (port); 0 means the whole service."`
 	JSON        bool     `name:"json" help:"Print what was done as JSON."`
 	Services    []string `arg:"" name:"service" predictor:"marked" help:"Service names; 'all' is the host-wide mark."`
 }
 
 func (c *upCmd) Run(e *env) error {
+	c.apply(e)
 	if err := validateTargets(c.Services, c.ServicePort); err != nil {
 		return err
 	}
@@ -64,8 +66,10 @@ func (c *upCmd) Run(e *env) error {
 type downCmd struct {
 	spoolFlags
 	lbFlags
+	outFlags
 	Sessions       bool      `help:"With --wait, also wait until the load balancers report no current sessions on the server."`
-	Force          bool      `help:"Skip the disruption guard: mark down even if a load balancer would lose its last usable server."`
+	Force          bool      `xor:"guard" help:"Skip the disruption guard: mark down even if a load balancer would lose its last usable server."`
+	Guard          bool      `xor:"guard" help:"Run the disruption guard although no one is at a terminal (it is on by default at a terminal only): exit 4, nothing written, if a load balancer would lose its last usable server."`
 	Drain          bool      `help:"Drain instead: health checks answer 404 (NOLB with http-check disable-on-404: sessions finish, no new ones), agents 'drain'."`
 	ServicePort    int       `short:"P" name:"service-port" default:"0" help:"Mark only this instance (port) down; 0 means the whole service."`
 	Reason         string    `short:"r" help:"Why the service is down; shown to HAProxy and in /metrics. Default: the user running the command."`
@@ -78,6 +82,7 @@ type downCmd struct {
 }
 
 func (c *downCmd) Run(e *env) error {
+	c.apply(e)
 	if err := validateTargets(c.Services, c.ServicePort); err != nil {
 		return err
 	}
@@ -103,7 +108,7 @@ func (c *downCmd) Run(e *env) error {
 			return err
 		}
 	}
-	if !c.Force {
+	if guardWanted(e, c.Force, c.Guard) {
 		if err := guard(e, c.lbFlags, c.Services, c.ServicePort); err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 // nothing down: HTTP health checks answer as without it. `haup` removes it.
 type weightCmd struct {
 	spoolFlags
+	outFlags
 	ServicePort   int    `short:"P" name:"service-port" default:"0" help:"Weight only this instance (port); 0 means the whole service."`
 	Reason        string `short:"r" help:"Why; default: the user running the command."`
 	JSON          bool   `name:"json" help:"Print the written mark as JSON."`
@@ -24,6 +25,7 @@ type weightCmd struct {
 }
 
 func (c *weightCmd) Run(e *env) error {
+	c.apply(e)
 	if err := validateTargets([]string{c.Service}, c.ServicePort); err != nil {
 		return err
 	}

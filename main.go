@@ -42,7 +42,29 @@ type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	now            func() time.Time
+	// interactive: a person is at a terminal (see atTerminal); the disruption guard is on by
+	// default for people only.
+	interactive bool
+	// sysLog takes one audit record for the system log; nil drops them.
+	sysLog func(record string)
+	// verbose: the command was given -v; what it did is said on stderr (see infof).
+	verbose bool
 }
+
+// infof says on stderr what a command did or skipped, with -v only: on success the spool
+// commands print nothing unless asked, as the Python tools did, because scripts call them.
+func (e *env) infof(format string, args ...any) {
+	if e.verbose {
+		fmt.Fprintf(e.stderr, format, args...)
+	}
+}
+
+// outFlags choose what a spool command says about what it did.
+type outFlags struct {
+	Verbose bool `short:"v" help:"Say what was done on stderr: the audit record, the guard's and --wait's findings."`
+}
+
+func (f outFlags) apply(e *env) { e.verbose = f.Verbose }
 
 // spoolFlags is the spool location every spool command shares.
 type spoolFlags struct {
@@ -158,5 +180,6 @@ func run(argv0 string, args []string, e *env) int {
 }
 
 func main() {
-	os.Exit(run(os.Args[0], os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, now: time.Now}))
+	os.Exit(run(os.Args[0], os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, now: time.Now,
+		interactive: atTerminal(), sysLog: systemLog()}))
 }

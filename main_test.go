@@ -47,6 +47,10 @@ type cliRunner struct {
 	root  string
 	clock time.Time
 	vars  map[string]string
+	// interactive: run as if a person were at a terminal.
+	interactive bool
+	// records: what the commands sent to the system log.
+	records []string
 }
 
 func newRunner(t *testing.T) *cliRunner {
@@ -57,7 +61,8 @@ func newRunner(t *testing.T) *cliRunner {
 // run runs the CLI in-process as argv0 with the runner's spool root and clock.
 func (r *cliRunner) run(argv0 string, args ...string) cliResult {
 	var stdout, stderr bytes.Buffer
-	e := &env{stdout: &stdout, stderr: &stderr, getenv: func(k string) string { return r.vars[k] }, now: func() time.Time { return r.clock }}
+	e := &env{stdout: &stdout, stderr: &stderr, getenv: func(k string) string { return r.vars[k] }, now: func() time.Time { return r.clock },
+		interactive: r.interactive, sysLog: func(record string) { r.records = append(r.records, record) }}
 	full := append(args[:len(args):len(args)], "--spool-root", r.root)
 	code := run(argv0, full, e)
 	return cliResult{code, stdout.String(), stderr.String()}
