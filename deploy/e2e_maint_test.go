@@ -288,7 +288,8 @@ func TestMaintenanceWait(t *testing.T) {
 	})
 
 	t.Run("the guard refuses to take a backend's last server", func(t *testing.T) {
-		r := s.run(t, "hadown", "-r", "e2e", "solo")
+		// Run by a test, not at a terminal: a script gets the guard only when it asks.
+		r := s.run(t, "hadown", "--guard", "-r", "e2e", "solo")
 		if r.code != 4 || !strings.Contains(r.stderr, "be_solo") || !strings.Contains(r.stderr, "lb1") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 			t.Fatalf("hadown solo (the only server of be_solo) = exit %d, stderr %q; want exit 4 and one line naming be_solo and lb1", r.code, r.stderr)
 		}
@@ -401,10 +402,11 @@ func TestMaintenanceWaitAgent(t *testing.T) {
 		args           []string
 		status, weight string
 	}{
-		{"hadown --wait: MAINT", []string{"hadown", "-r", "e2e", "--wait", "web"}, "MAINT", "10"},
-		{"haup --wait: UP", []string{"haup", "--wait", "web"}, "UP", "10"},
-		{"hadown --drain --wait: DRAIN", []string{"hadown", "-r", "e2e", "--drain", "--wait", "web"}, "DRAIN (agent)", "10"},
-		{"haup --wait: UP again", []string{"haup", "--wait", "web"}, "UP", "10"},
+		// -v: what --wait found is said only when asked.
+		{"hadown --wait: MAINT", []string{"hadown", "-v", "-r", "e2e", "--wait", "web"}, "MAINT", "10"},
+		{"haup --wait: UP", []string{"haup", "-v", "--wait", "web"}, "UP", "10"},
+		{"hadown --drain --wait: DRAIN", []string{"hadown", "-v", "-r", "e2e", "--drain", "--wait", "web"}, "DRAIN (agent)", "10"},
+		{"haup --wait: UP again", []string{"haup", "-v", "--wait", "web"}, "UP", "10"},
 	} {
 		r := s.run(t, step.args[0], step.args[1:]...)
 		if r.code != 0 {
