@@ -29,7 +29,7 @@ var debFiles = []string{
 	"/usr/share/doc/", "/usr/share/doc/hacheck/",
 	"/usr/share/doc/hacheck/changelog.Debian.gz", "/usr/share/doc/hacheck/copyright",
 	"/usr/share/doc/hacheck/examples/", "/usr/share/doc/hacheck/examples/haproxy.cfg",
-	"/usr/share/doc/hacheck/examples/prometheus.yml",
+	"/usr/share/doc/hacheck/examples/alertmanager.yml", "/usr/share/doc/hacheck/examples/prometheus.yml",
 	"/usr/share/hacheck/", "/usr/share/hacheck/alerts/", "/usr/share/hacheck/alerts/hacheck.rules.yml",
 	"/usr/share/hacheck/dashboards/", "/usr/share/hacheck/dashboards/hacheck.json",
 	"/usr/share/lintian/", "/usr/share/lintian/overrides/", "/usr/share/lintian/overrides/hacheck",

@@ -103,6 +103,12 @@ type prometheus struct {
 // (retried if taken meanwhile), and waits until it is ready.
 func startPrometheus(t *testing.T, bin, dir string, hcPort int) *prometheus {
 	t.Helper()
+	return startPrometheusWith(t, bin, dir, hcPort, "")
+}
+
+// startPrometheusWith is startPrometheus with more top-level config (rule_files, alerting).
+func startPrometheusWith(t *testing.T, bin, dir string, hcPort int, extra string) *prometheus {
+	t.Helper()
 	cfgPath := filepath.Join(dir, "prometheus.yml")
 	cfg := fmt.Sprintf(`global:
   scrape_interval: 1s
@@ -113,7 +119,7 @@ scrape_configs:
     scrape_timeout: 1s
     static_configs:
       - targets: ['127.0.0.1:%d']
-`, hcPort)
+`, hcPort) + extra
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

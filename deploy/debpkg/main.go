@@ -264,6 +264,7 @@ func (b *build) packageInfo() (*nfpm.Info, error) {
 		file(filepath.Join(b.root, "alerts", "hacheck.rules.yml"), "/usr/share/hacheck/alerts/hacheck.rules.yml", 0o644),
 		file(deploy("haproxy.cfg"), "/usr/share/doc/hacheck/examples/haproxy.cfg", 0o644),
 		file(deploy("prometheus.yml"), "/usr/share/doc/hacheck/examples/prometheus.yml", 0o644),
+		file(deploy("alertmanager.example.yml"), "/usr/share/doc/hacheck/examples/alertmanager.yml", 0o644),
 		file(deploy("debian/copyright"), "/usr/share/doc/hacheck/copyright", 0o644),
 		file(deploy("debian/lintian-overrides"), "/usr/share/lintian/overrides/hacheck", 0o644),
 		file(filepath.Join(b.work, "changelog.Debian.gz"), "/usr/share/doc/hacheck/changelog.Debian.gz", 0o644),
