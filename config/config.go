@@ -65,6 +65,10 @@ type Config struct {
 	// LBWindow is how long what a load balancer reported (its send-state header, the agent's
 	// reply to it) is kept and shown at GET /lb: a few check intervals; default 30 s.
 	LBWindow Duration `yaml:"lb_window" want:"must be a number of seconds > 0 and <= 3600 or a duration like \"30s\""`
+	// LBSources may report load-balancer state (send-state headers on check requests, agent
+	// polls) that --wait and the disruption guard read; default any address. Others still get
+	// their answers; what they report is not kept.
+	LBSources Prefixes `yaml:"lb_sources" want:"must be a list of CIDRs or IP addresses"`
 	// MinRemainingWeight is the least usable weight a backend may keep when hadown (or a POST
 	// asking for the guard) takes this host's server out; default 0: only the last usable
 	// server is protected.
@@ -116,6 +120,10 @@ func Default() Config {
 		MaxSourceIPs: 1000,
 		MaxServices:  2000,
 		LBWindow:     Duration(defaultLBWindow),
+		LBSources: Prefixes{
+			netip.MustParsePrefix("0.0.0.0/0"),
+			netip.MustParsePrefix("::/0"),
+		},
 	}
 }
 
@@ -229,6 +237,15 @@ func (c Config) problems() []problem {
 	}
 	if c.LBWindow <= 0 || time.Duration(c.LBWindow) > maxLBWindow {
 		bad("lb_window", fmtSeconds(c.LBWindow))
+	}
+	if len(c.LBSources) == 0 {
+		// Nobody could report: --wait would never wait and the guard never refuse.
+		ps = append(ps, problem{top: "lb_sources", key: "lb_sources", msg: "must list at least one CIDR (0.0.0.0/0 and ::/0: any address)"})
+	}
+	for i, p := range c.LBSources {
+		if !p.IsValid() {
+			item("lb_sources", i, wantCIDR+", got an invalid prefix")
+		}
 	}
 	if c.MinRemainingWeight < 0 || c.MinRemainingWeight > maxLabelValues {
 		bad("min_remaining_weight", strconv.Itoa(int(c.MinRemainingWeight)))

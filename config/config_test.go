@@ -88,6 +88,7 @@ func TestLoadConfigFixtures(t *testing.T) {
 		},
 		AgentPort:          3334,
 		LBWindow:           Duration(45 * time.Second),
+		LBSources:          mustPrefixes(t, "10.1.0.0/16", "10.2.0.0/16"),
 		MinRemainingWeight: 2,
 	}
 	python := Default()
@@ -213,6 +214,8 @@ var badConfigs = []struct {
 	{"lb_window zero", `lb_window: 0`, `line 1: config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got 0`},
 	{"lb_window a day", `lb_window: 24h`, `line 1: config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got 86400`},
 	{"lb_window word", `lb_window: long`, `line 1: config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got "long"`},
+	{"lb_sources empty", `lb_sources: []`, `line 1: config key lb_sources: must list at least one CIDR (0.0.0.0/0 and ::/0: any address)`},
+	{"lb_sources word", `lb_sources: [haproxy1]`, `line 1: config key lb_sources[0]: must be a CIDR like 10.0.0.0/8 or an IP address, got "haproxy1"; line 1: config key lb_sources: must list at least one CIDR (0.0.0.0/0 and ::/0: any address)`},
 	{"min_remaining_weight negative", `min_remaining_weight: -1`, `line 1: config key min_remaining_weight: must be an integer from 0 to 1000000, got -1`},
 
 	// The file's shape.
@@ -443,6 +446,10 @@ func TestParseConfigAcceptedForms(t *testing.T) {
 		{"lb_window: 1m", func(c Config) bool { return time.Duration(c.LBWindow) == time.Minute }},
 		{"lb_window: null", func(c Config) bool { return time.Duration(c.LBWindow) == 30*time.Second }},
 		{"min_remaining_weight: 3", func(c Config) bool { return c.MinRemainingWeight == 3 }},
+		{"lb_sources: 10.1.2.3", func(c Config) bool {
+			return reflect.DeepEqual(c.LBSources, Prefixes{netip.MustParsePrefix("10.1.2.3/32")})
+		}},
+		{"lb_sources: null", func(c Config) bool { return len(c.LBSources) == 2 && c.LBSources[0].Bits() == 0 }},
 		{"defaults: &d 5\ncache_time: *d", func(c Config) bool { return time.Duration(c.CacheTime) == 5*time.Second }},
 	} {
 		cfg, _, err := Parse([]byte(tc.yaml))
@@ -460,7 +467,8 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 		`config key check_allowed_cidrs: must list at least one CIDR (0.0.0.0/0 and ::/0: any client); ` +
 		`config key max_source_ips: must be an integer from 1 to 1000000, got 0; ` +
 		`config key max_services: must be an integer from 1 to 1000000, got 0; ` +
-		`config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got 0`
+		`config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got 0; ` +
+		`config key lb_sources: must list at least one CIDR (0.0.0.0/0 and ::/0: any address)`
 	if err == nil || err.Error() != want {
 		t.Errorf("Config{}.Validate()\n got: %v\nwant: %s", err, want)
 	}

@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -78,7 +79,8 @@ func TestHAProxyAgentCheck(t *testing.T) {
 
 	hc.cli(t, "hadown", "-r", "kernel upgrade", "web")
 	hp.waitState(t, settle, "app1 in MAINT by the agent", both(state(web, "MAINT", "10"), state(api, "UP", "10")))
-	// The reply that put it there is what hacheck says the load balancer last fetched.
+	// The reply that put it there is what hacheck says the load balancer last fetched, once
+	// it has polled repeatedly, as it does.
 	var snap struct {
 		Agents []struct {
 			Port   int    `json:"port"`
@@ -86,15 +88,16 @@ func TestHAProxyAgentCheck(t *testing.T) {
 			Reply  string `json:"reply"`
 		} `json:"agents"`
 	}
-	resp, err := http.Get(hc.url("/lb/web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = json.NewDecoder(resp.Body).Decode(&snap)
-	resp.Body.Close()
-	if err != nil || len(snap.Agents) != 1 || snap.Agents[0].Reply != "maint # kernel upgrade" || snap.Agents[0].Source != "127.0.0.1" {
-		t.Errorf("GET /lb/web agents = %+v (%v), want HAProxy's last fetch, maint # kernel upgrade", snap.Agents, err)
-	}
+	waitFor(t, settle, "GET /lb/web lists HAProxy's agent", func() (bool, string) {
+		resp, err := http.Get(hc.url("/lb/web"))
+		if err != nil {
+			return false, err.Error()
+		}
+		err = json.NewDecoder(resp.Body).Decode(&snap)
+		resp.Body.Close()
+		ok := err == nil && len(snap.Agents) == 1 && snap.Agents[0].Reply == "maint # kernel upgrade" && snap.Agents[0].Source == "127.0.0.1"
+		return ok, fmt.Sprintf("%+v (%v)", snap.Agents, err)
+	})
 
 	hc.cli(t, "haup", "web")
 	hp.waitState(t, settle, "app1 back UP after haup", both(state(web, "UP", "10"), state(api, "UP", "10")))

@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/hacheck/hacheck/lb"
 )
 
 // maintApp is one instance of a service behind the load balancers: /health passes, /slow holds
@@ -141,7 +144,36 @@ func startMaintSetup(t *testing.T) *maintSetup {
 			return true
 		})
 	}
+	// ... and have checked repeatedly, which is when a load balancer counts.
+	s.waitEstablished(t, map[string]int{"web": 4, "solo": 2})
 	return s
+}
+
+// waitEstablished waits until GET /lb/<service> lists the number of server lines given for each
+// service: the load balancers' lines, once each has checked repeatedly.
+func (s *maintSetup) waitEstablished(t *testing.T, lines map[string]int) {
+	t.Helper()
+	for svc, n := range lines {
+		waitFor(t, 10*time.Second, fmt.Sprintf("GET /lb/%s lists %d lines", svc, n), func() (bool, string) {
+			snap, err := s.lbSnapshot(svc)
+			if err != nil {
+				return false, err.Error()
+			}
+			return len(snap.Servers) == n, fmt.Sprintf("%+v", snap)
+		})
+	}
+}
+
+// lbSnapshot is GET /lb/<service>, decoded as the CLI decodes it.
+func (s *maintSetup) lbSnapshot(service string) (lb.Snapshot, error) {
+	var snap lb.Snapshot
+	resp, err := http.Get(s.hc.url("/lb/" + service))
+	if err != nil {
+		return snap, err
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(resp.Body).Decode(&snap)
+	return snap, err
 }
 
 // cliResult is how one command ended.
@@ -386,8 +418,8 @@ func TestMaintenanceWaitAgent(t *testing.T) {
 		return func(st stats) bool { return st[web].status() == status && st[web]["weight"] == weight }
 	}
 	hp.waitState(t, 10*time.Second, "app1 UP at full weight", is("UP", "10"))
-	// hacheck knows the load balancer once it asked the agent about web.
-	waitFor(t, 10*time.Second, "HAProxy's first agent check", func() (bool, string) {
+	// hacheck knows the load balancer once it asked the agent about web repeatedly.
+	waitFor(t, 10*time.Second, "HAProxy's agent checks", func() (bool, string) {
 		resp, err := http.Get(s.hc.url("/lb/web"))
 		if err != nil {
 			return false, err.Error()

@@ -6,8 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Collector exports a Tracker at every scrape: hacheck_lb_server_state counts the server lines
-// seen within the window per service and state (one series per state a line is in, never one
+// Collector exports a Tracker at every scrape: hacheck_lb_server_state counts the established
+// server lines seen within the window per service and state (one series per state a line is in, never one
 // per load balancer), and hacheck_lb_dropped_total the headers and agent replies not kept.
 type Collector struct {
 	tracker *Tracker
@@ -22,10 +22,10 @@ func NewCollector(t *Tracker) *Collector {
 		tracker: t,
 		now:     time.Now,
 		state: prometheus.NewDesc("hacheck_lb_server_state",
-			"Load balancer server lines (HAProxy instance and backend/server) whose last check of the service within lb_window reported the state, from X-Haproxy-Server-State; states other than UP, DOWN, NOLB and \"no check\" count as \"other\".",
+			"Load balancer server lines (HAProxy instance and backend/server) that check the service repeatedly and whose last check within lb_window reported the state, from X-Haproxy-Server-State; states other than UP, DOWN, NOLB and \"no check\" count as \"other\".",
 			[]string{"service", "state"}, nil),
 		dropped: prometheus.NewDesc("hacheck_lb_dropped_total",
-			"Send-state headers and agent replies not kept because max_services (service and port pairs) or max_source_ips (lines of one pair) were all taken within lb_window.",
+			"Send-state headers and agent replies not kept, or pushed out, because the load balancer tracker's memory budget for reporters not yet established was taken.",
 			nil, nil),
 	}
 }

@@ -2,8 +2,9 @@ package lb
 
 import "strings"
 
-// Snapshot is what GET /lb/<service> answers: every load balancer server line that checked the
-// service within the window, and every agent reply given for it within the window.
+// Snapshot is what GET /lb/<service> answers: every established load balancer server line that
+// checked the service within the window, and every agent reply given for it within the window
+// to an established poller (Tracker says who is established).
 type Snapshot struct {
 	Service       string  `json:"service"`
 	WindowSeconds float64 `json:"window_seconds"`
@@ -12,6 +13,12 @@ type Snapshot struct {
 	Servers []Server `json:"servers"`
 	// Agents are sorted by port, then source; never nil.
 	Agents []Agent `json:"agents"`
+	// Unconfirmed counts the reporters seen within the window that do not count (yet): they
+	// have not checked repeatedly, as a load balancer does.
+	Unconfirmed int `json:"unconfirmed"`
+	// Omitted counts the established lines and agents left out of the lists, which hold
+	// 1,000 entries each at most.
+	Omitted int `json:"omitted"`
 	// MinRemainingWeight is the server's min_remaining_weight, so that a client applies the
 	// same Guard as the server.
 	MinRemainingWeight int `json:"min_remaining_weight"`
@@ -33,6 +40,11 @@ type Server struct {
 	BackendScur int     `json:"backend_scur"`
 	LastSeen    float64 `json:"last_seen"` // unix seconds
 	AgeSeconds  float64 `json:"age_seconds"`
+	// StateSince is when the line's unbroken run of reports with this State began (unix
+	// seconds); IntervalSeconds the mean time between its reports, its check interval. Both
+	// are 0 from a server that predates them.
+	StateSince      float64 `json:"state_since"`
+	IntervalSeconds float64 `json:"interval_seconds"`
 }
 
 // Backend is the backend part of s.Server.
@@ -49,4 +61,8 @@ type Agent struct {
 	Reply      string  `json:"reply"` // the line sent, without its "\n"
 	LastSeen   float64 `json:"last_seen"`
 	AgeSeconds float64 `json:"age_seconds"`
+	// ReplySince is when the source's unbroken run of polls answered with this Reply began;
+	// IntervalSeconds the mean time between its polls. Both are 0 from an older server.
+	ReplySince      float64 `json:"reply_since"`
+	IntervalSeconds float64 `json:"interval_seconds"`
 }

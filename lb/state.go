@@ -39,6 +39,15 @@ type State struct {
 var (
 	ErrNoState = errors.New("send-state header has no state word")
 	ErrNoName  = errors.New("send-state header has no name=<backend>/<server>")
+	ErrTooLong = errors.New("send-state header or one of its names is longer than HAProxy sends")
+)
+
+// Bounds of what a header may carry. HAProxy's header is about 100 bytes and its node, backend
+// and server names are short identifiers: a header beyond these is not HAProxy's, and keeping
+// it would let any client that may ask for a check spend the tracker's memory on it.
+const (
+	MaxHeaderBytes = 1024
+	MaxNameBytes   = 128 // node, backend and server, each
 )
 
 // Words bound in State.Word so that a header cannot invent label values: anything else is
@@ -56,10 +65,14 @@ const maxWordLen = 16
 
 // ParseState parses an X-Haproxy-Server-State value. It is lenient: unknown fields are
 // ignored, field names match in any case, and a malformed number leaves its field at 0. It
-// fails only when the header cannot name what it describes: no state word, or no
-// name=<backend>/<server>. It allocates nothing: every check request with the header runs it.
+// fails when the header cannot name what it describes (no state word, or no
+// name=<backend>/<server>) or is longer than HAProxy's (MaxHeaderBytes, MaxNameBytes). The
+// strings of State are parts of header. It allocates nothing: every check request with the header runs it.
 func ParseState(header string) (State, error) {
 	var st State
+	if len(header) > MaxHeaderBytes {
+		return State{}, ErrTooLong
+	}
 	end := strings.IndexByte(header, ';')
 	if end < 0 {
 		end = len(header)
@@ -114,6 +127,9 @@ func ParseState(header string) (State, error) {
 	}
 	if st.Backend == "" {
 		return State{}, ErrNoName
+	}
+	if len(st.Node) > MaxNameBytes || len(st.Backend) > MaxNameBytes || len(st.Server) > MaxNameBytes {
+		return State{}, ErrTooLong
 	}
 	return st, nil
 }

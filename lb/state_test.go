@@ -60,6 +60,12 @@ func TestParseStateRefuses(t *testing.T) {
 		{"UP; name=b", ErrNoName},
 		{"UP; name=/s", ErrNoName},
 		{"UP; name=b/", ErrNoName},
+		// The flood that made the tracker keep 11 KB node names.
+		{"UP; name=b/s; node=" + strings.Repeat("n", 11<<10), ErrTooLong},
+		{"UP; name=b/s; node=" + strings.Repeat("n", MaxNameBytes+1), ErrTooLong},
+		{"UP; name=" + strings.Repeat("b", MaxNameBytes+1) + "/s", ErrTooLong},
+		{"UP; name=b/" + strings.Repeat("s", MaxNameBytes+1), ErrTooLong},
+		{"UP; name=b/s; x=" + strings.Repeat(" ", MaxHeaderBytes), ErrTooLong},
 	}
 	for _, tt := range tests {
 		if _, err := ParseState(tt.header); err != tt.want {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,281 +12,488 @@ import (
 
 // Defaults for Options fields left at zero (or negative).
 const (
-	DefaultWindow   = 30 * time.Second
-	DefaultMaxKeys  = 2000 // as max_services
-	DefaultMaxLines = 1000 // as max_source_ips
+	DefaultWindow = 30 * time.Second
+	// DefaultMaxBytes is the tracker's memory budget: some 30,000 server lines with short
+	// names, far more than the load balancers of one host ever send.
+	DefaultMaxBytes = 8 << 20
 )
 
-// linesPerKey bounds the total of everything kept, as a multiple of MaxKeys: a host typically
-// has each service checked by a handful of load balancers, so this leaves room for that on
-// every service while keeping the worst case to a few megabytes.
-const linesPerKey = 16
+// Whose word counts. What --wait, the guard, GET /lb and the metrics read is what load
+// balancers report, so it must come from load balancers. Anyone allowed to ask for a check can
+// send a send-state header, and anyone who reaches the agent port can poll it; what tells a load
+// balancer apart is that it keeps checking. A reporter (one server line of one load balancer,
+// or one address polling the agent for one service and port) is established once it has
+// reported minReports times over at least minSpan, each report within the window of the one
+// before: HAProxy checks every few seconds at most, so a real load balancer is established a
+// few check intervals after its first check, while a one-off `nc` to the agent port or a `curl`
+// with a copied header never is, and neither stalls a --wait nor ends one. Until then it is
+// kept (to be counted when it comes back) but shown only as a number, Snapshot.Unconfirmed.
+// A client that keeps reporting like a load balancer is one, as far as anything here can
+// tell: Options.Sources (lb_sources) is what limits who that can be.
+const (
+	minReports = 3
+	minSpan    = time.Second
+)
 
-// Options are the tracker's reloadable limits. The zero value means the defaults.
+// The budget's shares. Reporters not yet established (newcomers) may hold a quarter of the
+// budget, those of one source (an address; for IPv6 its /64) a quarter of that; a source at
+// its share makes room by dropping its own least recently seen newcomer, which is never a
+// load balancer that is checking: that one reports every few seconds. Established reporters
+// hold the rest and are never pushed out: they leave only by falling out of the window. So
+// a flood of invented reporters costs newcomers their room, never a load balancer its place.
+const (
+	newcomerShareDiv  = 4
+	perSourceShareDiv = 4
+	// entryOverhead is what an entry costs beyond its strings: the struct, its map slots and
+	// the list links.
+	entryOverhead = 320
+	// maxSnapshotEntries bounds each list of a Snapshot, so that GET /lb stays well under
+	// what a client reads (about 1 MB at most with the longest names).
+	maxSnapshotEntries = 1000
+)
+
+// Options are the tracker's reloadable settings. The zero value means the defaults.
 type Options struct {
 	// Window is how long a server line or agent reply is kept and reported after it was seen.
 	Window time.Duration
-	// MaxKeys is how many (service, port) pairs are tracked at once (max_services).
-	MaxKeys int
-	// MaxLines is how many server lines and agent sources one (service, port) keeps
-	// (max_source_ips). Everything kept is further bounded by 16 × MaxKeys.
-	MaxLines int
+	// MaxBytes is the memory budget of everything kept.
+	MaxBytes int
+	// Sources may report (lb_sources); nil or empty: any address.
+	Sources []netip.Prefix
+	// MinReports and MinSpan make a reporter established: that many reports over at least
+	// that long (see "Whose word counts"); 0 means 3 and 1 s, a negative MinSpan none. Tests
+	// lower them.
+	MinReports int
+	MinSpan    time.Duration
 }
 
 func (o Options) withDefaults() Options {
 	if o.Window <= 0 {
 		o.Window = DefaultWindow
 	}
-	if o.MaxKeys <= 0 {
-		o.MaxKeys = DefaultMaxKeys
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
 	}
-	if o.MaxLines <= 0 {
-		o.MaxLines = DefaultMaxLines
+	if o.MinReports <= 0 {
+		o.MinReports = minReports
+	}
+	if o.MinSpan == 0 {
+		o.MinSpan = minSpan
 	}
 	return o
 }
 
+func (o *Options) allows(a netip.Addr) bool {
+	if len(o.Sources) == 0 {
+		return true
+	}
+	for _, p := range o.Sources {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // Tracker keeps, per (service, port), the last send-state header of every load balancer server
-// line and the last agent reply to every load balancer that asked within the window. Its
-// memory is bounded by Options: a header or reply for which there is no room (every slot taken
-// by one seen within the window) is dropped and counted (Dropped). Entries older than the
-// window make room and are swept when room is needed. Safe for concurrent use.
+// line and the last agent reply to every address that polled within the window, with how long
+// each has been reporting (see "Whose word counts" above). Its memory is bounded by
+// Options.MaxBytes; what finds no room is dropped and counted (Dropped). Safe for concurrent use.
 type Tracker struct {
 	opts    atomic.Pointer[Options]
-	mu      sync.RWMutex
-	keys    map[key]*lines // guarded by mu
-	total   atomic.Int64   // entries in every lines, for the global bound
 	dropped atomic.Uint64
+
+	mu        sync.Mutex
+	sketch    *sketch // how often each newcomer reported, across evictions
+	services  map[string]*service
+	newcomers map[netip.Prefix]*newcomerList // by source, least recently seen first
+	estBytes  int                            // cost of the established entries
+	newBytes  int                            // cost of the newcomers
+	lastSweep time.Time
 }
 
-type key struct {
-	service string
-	port    int
+// service is what one service keeps, every port.
+type service struct {
+	name   string
+	lines  map[lineID]*entry
+	agents map[agentID]*entry
 }
 
-type lineKey struct {
+type lineID struct {
+	port                  int
 	node, backend, server string
 	source                netip.Addr
 }
 
-// lines is what one (service, port) keeps.
-type lines struct {
-	mu   sync.Mutex
-	dead bool // swept out of Tracker.keys: a writer holding it must look again
-	// Entries are pointers so that a line seen again, the usual case, is one map lookup and an
-	// update in place.
-	servers map[lineKey]*serverEntry
-	agents  map[netip.Addr]*agentEntry
+type agentID struct {
+	port   int
+	source netip.Addr
 }
 
-type serverEntry struct {
-	state State
-	seen  time.Time
+// entry is one reporter.
+type entry struct {
+	svc   *service
+	line  lineID // an agent's has only port and source
+	agent bool
+	state State  // a server line's last header (its Address dropped)
+	reply string // an agent's last reply
+	// first is the first report of the current run of reports (none more than the window
+	// after the one before), seen the last, since the first of the current state or reply.
+	first, seen, since time.Time
+	reports            int
+	cost               int
+	hash               uint64 // its identity in Tracker.sketch
+	established        bool
+	list               *newcomerList // a newcomer's source list
+	prev, next         *entry
 }
 
-type agentEntry struct {
-	reply string
-	seen  time.Time
+type newcomerList struct {
+	key        netip.Prefix
+	head, tail *entry
+	bytes      int
 }
 
 // NewTracker returns an empty tracker.
 func NewTracker(opts Options) *Tracker {
-	t := &Tracker{keys: map[key]*lines{}}
+	t := &Tracker{services: map[string]*service{}, newcomers: map[netip.Prefix]*newcomerList{}, sketch: newSketch()}
 	t.SetOptions(opts)
 	return t
 }
 
-// SetOptions applies reloaded limits. Entries beyond a lowered limit stay until they age out.
+// SetOptions applies reloaded settings. Entries beyond a lowered budget, or from sources no
+// longer allowed, stay until they age out; they are shown meanwhile.
 func (t *Tracker) SetOptions(opts Options) {
 	opts = opts.withDefaults()
+	opts.Sources = slices.Clone(opts.Sources)
 	t.opts.Store(&opts)
 }
 
 // Window is the window in force.
 func (t *Tracker) Window() time.Duration { return t.opts.Load().Window }
 
-// Dropped is how many headers and agent replies were not kept for want of room.
+// Dropped is how many headers and agent replies were not kept, or pushed out, for want of room.
 func (t *Tracker) Dropped() uint64 { return t.dropped.Load() }
 
 // Record keeps header, the X-Haproxy-Server-State value of a check request for (service, port)
-// from source, seen at now. A header that does not parse (ParseState) is ignored; service must
-// already be a valid name.
+// from source, seen at now. A header that does not parse (ParseState), or from a source not in
+// Options.Sources, is ignored; service must already be a valid name.
 func (t *Tracker) Record(service string, port int, header string, source netip.Addr, now time.Time) {
+	opts := t.opts.Load()
+	source = source.Unmap().WithZone("")
+	if !opts.allows(source) {
+		return
+	}
 	st, err := ParseState(header)
 	if err != nil {
 		return
 	}
-	k := lineKey{node: st.Node, backend: st.Backend, server: st.Server, source: source.Unmap().WithZone("")}
-	t.update(key{service, port}, now, func(l *lines, room bool) bool {
-		if e := l.servers[k]; e != nil {
-			e.state, e.seen = st, now
-			return true
+	id := lineID{port: port, node: st.Node, backend: st.Backend, server: st.Server, source: source}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s := t.services[service]; s != nil {
+		if e := s.lines[id]; e != nil && !t.expired(e, now, opts) {
+			t.report(e, e.setState(st), now, opts)
+			return
 		}
-		if !room {
-			return false
-		}
-		if l.servers == nil {
-			l.servers = map[lineKey]*serverEntry{}
-		}
-		l.servers[k] = &serverEntry{st, now}
-		t.total.Add(1)
-		return true
-	})
+	}
+	// A new line: keep copies of its strings, not the request's memory they are part of.
+	id.node, id.backend, id.server = strings.Clone(id.node), strings.Clone(id.backend), strings.Clone(id.server)
+	e := &entry{line: id, cost: entryOverhead + len(service) + len(id.node) + len(id.backend) + len(id.server)}
+	e.setState(st)
+	t.insert(service, e, now, opts)
+}
+
+// setState keeps st as the line's last state, sharing the strings it already holds; whether
+// the state word changed.
+func (e *entry) setState(st State) bool {
+	st.Node, st.Backend, st.Server, st.Address = e.line.node, e.line.backend, e.line.server, ""
+	changed := st.Word != e.state.Word
+	switch {
+	case !changed:
+		st.Word = e.state.Word
+	case WordLabel(st.Word) != WordOther:
+		st.Word = WordLabel(st.Word)
+	default:
+		st.Word = strings.Clone(st.Word)
+	}
+	if st.Counters == e.state.Counters {
+		st.Counters = e.state.Counters
+	} else {
+		st.Counters = strings.Clone(st.Counters)
+	}
+	e.state = st
+	return changed
 }
 
 // RecordAgent keeps reply (without its "\n"), the agent-check answer given to source for
-// (service, port) at now; port 0 when the request named none.
+// (service, port) at now; port 0 when the request named none. A source not in Options.Sources
+// is ignored.
 func (t *Tracker) RecordAgent(service string, port int, source netip.Addr, reply string, now time.Time) {
-	source = source.Unmap().WithZone("")
-	t.update(key{service, port}, now, func(l *lines, room bool) bool {
-		if e := l.agents[source]; e != nil {
-			e.reply, e.seen = reply, now
-			return true
-		}
-		if !room {
-			return false
-		}
-		if l.agents == nil {
-			l.agents = map[netip.Addr]*agentEntry{}
-		}
-		l.agents[source] = &agentEntry{reply, now}
-		t.total.Add(1)
-		return true
-	})
-}
-
-// update runs set on k's lines under their lock. room says whether a new entry may be added;
-// set returns false when it dropped what it was given.
-func (t *Tracker) update(k key, now time.Time, set func(l *lines, room bool) bool) {
 	opts := t.opts.Load()
-	// Three tries: a sweep that made room, or a key swept away meanwhile, needs a second look;
-	// a third covers both, and beyond that another writer keeps taking the room.
-	for range 3 {
-		t.mu.RLock()
-		l := t.keys[k]
-		t.mu.RUnlock()
-		if l == nil {
-			if l = t.add(k, now, opts); l == nil {
-				break
+	source = source.Unmap().WithZone("")
+	if !opts.allows(source) {
+		return
+	}
+	id := agentID{port, source}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s := t.services[service]; s != nil {
+		if e := s.agents[id]; e != nil && !t.expired(e, now, opts) {
+			changed := reply != e.reply
+			if changed {
+				e.reply = strings.Clone(reply)
 			}
-		}
-		l.mu.Lock()
-		if l.dead {
-			l.mu.Unlock()
-			continue
-		}
-		maxTotal := int64(linesPerKey * opts.MaxKeys)
-		room := l.len() < opts.MaxLines && t.total.Load() < maxTotal
-		if !room && l.pruneLocked(now.Add(-opts.Window), t) > 0 {
-			// This key's old entries made room; the global bound may still need a sweep of all.
-			room = l.len() < opts.MaxLines && t.total.Load() < maxTotal
-		}
-		ok := set(l, room)
-		keyFull := l.len() >= opts.MaxLines
-		l.mu.Unlock()
-		if ok {
+			t.report(e, changed, now, opts)
 			return
 		}
-		if keyFull || !t.sweep(now, opts) {
+	}
+	e := &entry{line: lineID{port: port, source: source}, agent: true, reply: strings.Clone(reply),
+		cost: entryOverhead + len(service) + len(reply)}
+	t.insert(service, e, now, opts)
+}
+
+// expired removes e when its last report is older than the window: a reporter that comes back
+// after that starts over as a newcomer.
+func (t *Tracker) expired(e *entry, now time.Time, opts *Options) bool {
+	if now.Sub(e.seen) <= opts.Window {
+		return false
+	}
+	t.remove(e)
+	return true
+}
+
+// report counts a new report of a kept entry; changed says its state or reply changed.
+func (t *Tracker) report(e *entry, changed bool, now time.Time, opts *Options) {
+	if changed {
+		e.since = now
+	}
+	e.seen = now
+	e.reports = min(e.reports+1, 1<<30)
+	if e.established {
+		return
+	}
+	t.sketch.add(e.hash)
+	if !t.establish(e, now, opts) {
+		// Most recently seen: the last its source gives up.
+		e.list.unlink(e)
+		e.list.push(e)
+	}
+}
+
+// establish makes a newcomer established once it has reported enough, over long enough, if the
+// budget's established share has room; whether it did.
+func (t *Tracker) establish(e *entry, now time.Time, opts *Options) bool {
+	if e.reports < opts.MinReports || now.Sub(e.first) < opts.MinSpan || t.estBytes+e.cost > opts.MaxBytes-opts.MaxBytes/newcomerShareDiv {
+		return false
+	}
+	e.list.unlink(e)
+	t.newBytes -= e.cost
+	t.estBytes += e.cost
+	e.established = true
+	if l := e.list; l.head == nil {
+		delete(t.newcomers, l.key)
+	}
+	e.list = nil
+	return true
+}
+
+// insert keeps e, a newcomer first reported at now, if the budget has room for it.
+func (t *Tracker) insert(name string, e *entry, now time.Time, opts *Options) {
+	if now.Sub(t.lastSweep) >= min(opts.Window, time.Second) || now.Before(t.lastSweep) {
+		t.sweep(now.Add(-opts.Window))
+		t.lastSweep = now
+	}
+	newShare := opts.MaxBytes / newcomerShareDiv
+	sourceShare := newShare / perSourceShareDiv
+	e.hash = t.sketch.hash(name, e)
+	count := t.sketch.add(e.hash)
+	key := sourceKey(e.line.source)
+	l := t.newcomers[key]
+	if l == nil {
+		l = &newcomerList{key: key}
+		t.newcomers[key] = l
+	}
+	oldest := now.Add(-opts.Window)
+	for l.bytes+e.cost > sourceShare && l.head != nil {
+		// The source's own newcomers make room, if one reported less often than this one
+		// (ties keep what is kept: a flood of one-off reporters keeps out only its own kind).
+		v := l.victim(t.sketch, oldest)
+		if !v.seen.Before(oldest) && t.sketch.count(v.hash) >= count {
 			break
 		}
+		t.remove(v)
+		t.dropped.Add(1)
 	}
-	t.dropped.Add(1)
+	if l.bytes+e.cost > sourceShare || t.newBytes+e.cost > newShare || t.estBytes+t.newBytes+e.cost > opts.MaxBytes {
+		if l.head == nil {
+			delete(t.newcomers, key)
+		}
+		t.dropped.Add(1)
+		return
+	}
+	s := t.services[name]
+	if s == nil {
+		s = &service{name: strings.Clone(name), lines: map[lineID]*entry{}, agents: map[agentID]*entry{}}
+		t.services[s.name] = s
+	}
+	e.svc = s
+	if e.agent {
+		s.agents[agentID{e.line.port, e.line.source}] = e
+	} else {
+		s.lines[e.line] = e
+	}
+	// Reports made while there was no room count, but the time they spanned is not known.
+	e.first, e.seen, e.since, e.reports = now, now, now, max(1, min(count, opts.MinReports-1))
+	t.newBytes += e.cost
+	t.newcomers[key] = l // making room may have emptied it, and remove then let it go
+	l.push(e)
+	t.establish(e, now, opts)
 }
 
-// add makes k's lines, sweeping out what is older than the window when the key limit is
-// reached; nil when there is still no room.
-func (t *Tracker) add(k key, now time.Time, opts *Options) *lines {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if l := t.keys[k]; l != nil {
-		return l
+// remove forgets e.
+func (t *Tracker) remove(e *entry) {
+	s := e.svc
+	if e.agent {
+		delete(s.agents, agentID{e.line.port, e.line.source})
+	} else {
+		delete(s.lines, e.line)
 	}
-	if len(t.keys) >= opts.MaxKeys {
-		t.sweepLocked(now.Add(-opts.Window))
-		if len(t.keys) >= opts.MaxKeys {
-			return nil
+	if len(s.lines)+len(s.agents) == 0 {
+		delete(t.services, s.name)
+	}
+	if e.established {
+		t.estBytes -= e.cost
+		return
+	}
+	l := e.list
+	l.unlink(e)
+	t.newBytes -= e.cost
+	if l.head == nil {
+		delete(t.newcomers, l.key)
+	}
+}
+
+// sweep forgets every entry last seen before oldest.
+func (t *Tracker) sweep(oldest time.Time) {
+	for _, s := range t.services {
+		for _, e := range s.lines {
+			if e.seen.Before(oldest) {
+				t.remove(e)
+			}
+		}
+		for _, e := range s.agents {
+			if e.seen.Before(oldest) {
+				t.remove(e)
+			}
 		}
 	}
-	l := &lines{}
-	t.keys[k] = l
-	return l
 }
 
-// sweep drops every entry older than the window; whether it dropped anything.
-func (t *Tracker) sweep(now time.Time, opts *Options) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.sweepLocked(now.Add(-opts.Window)) > 0
-}
+// victimScan is how many of a source's least recently seen newcomers are looked at for one to
+// make room: enough to find a one-off among a few real lines, few enough to stay cheap.
+const victimScan = 8
 
-func (t *Tracker) sweepLocked(oldest time.Time) int {
-	dropped := 0
-	for k, l := range t.keys {
-		l.mu.Lock()
-		dropped += l.pruneLocked(oldest, t)
-		if l.len() == 0 {
-			l.dead = true
-			delete(t.keys, k)
-			dropped++
-		}
-		l.mu.Unlock()
-	}
-	return dropped
-}
-
-func (l *lines) len() int { return len(l.servers) + len(l.agents) }
-
-// pruneLocked drops entries seen before oldest; how many.
-func (l *lines) pruneLocked(oldest time.Time, t *Tracker) int {
-	n := 0
-	for k, e := range l.servers {
+// victim is who makes room among l's least recently seen newcomers: one gone for longer than
+// the window, else the one that reported least often.
+func (l *newcomerList) victim(sk *sketch, oldest time.Time) *entry {
+	best, bestCount := l.head, -1
+	for e, i := l.head, 0; e != nil && i < victimScan; e, i = e.next, i+1 {
 		if e.seen.Before(oldest) {
-			delete(l.servers, k)
-			n++
+			return e
+		}
+		if c := sk.count(e.hash); bestCount < 0 || c < bestCount {
+			best, bestCount = e, c
 		}
 	}
-	for k, e := range l.agents {
-		if e.seen.Before(oldest) {
-			delete(l.agents, k)
-			n++
-		}
-	}
-	t.total.Add(int64(-n))
-	return n
+	return best
 }
 
-// Snapshot is what was seen of service within the window before now: every port, or only
-// port when port is not 0. The lists are empty, not nil, when nothing was seen.
+func (l *newcomerList) push(e *entry) {
+	e.list, e.prev, e.next = l, l.tail, nil
+	if l.tail != nil {
+		l.tail.next = e
+	} else {
+		l.head = e
+	}
+	l.tail = e
+	l.bytes += e.cost
+}
+
+func (l *newcomerList) unlink(e *entry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		l.head = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		l.tail = e.prev
+	}
+	e.prev, e.next = nil, nil
+	l.bytes -= e.cost
+}
+
+// sourceKey is who shares a newcomer share: one IPv4 address, or one IPv6 /64, the least a
+// single host is usually given.
+func sourceKey(a netip.Addr) netip.Prefix {
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p
+	}
+	return netip.PrefixFrom(a, a.BitLen())
+}
+
+// interval is the mean time between the entry's reports: its load balancer's check interval.
+func (e *entry) interval() float64 {
+	if e.reports < 2 {
+		return 0
+	}
+	return e.seen.Sub(e.first).Seconds() / float64(e.reports-1)
+}
+
+// Snapshot is what the established reporters said of service within the window before now:
+// every port, or only port when port is not 0. The lists are empty, not nil, when nothing was
+// seen; each holds at most 1,000 entries (Omitted counts the rest).
 func (t *Tracker) Snapshot(service string, port int, now time.Time) Snapshot {
 	window := t.Window()
 	oldest := now.Add(-window)
 	snap := Snapshot{Service: service, WindowSeconds: window.Seconds(), Now: unixSeconds(now),
 		Servers: []Server{}, Agents: []Agent{}}
-	t.each(func(k key, l *lines) {
-		if k.service != service || (port != 0 && k.port != port) {
-			return
-		}
-		for lk, e := range l.servers {
-			if e.seen.Before(oldest) {
+	t.mu.Lock()
+	if s := t.services[service]; s != nil {
+		for _, e := range s.lines {
+			if (port != 0 && e.line.port != port) || e.seen.Before(oldest) {
+				continue
+			}
+			if !e.established {
+				snap.Unconfirmed++
 				continue
 			}
 			st := e.state
 			snap.Servers = append(snap.Servers, Server{
-				Port: k.port, Node: lk.node, Server: lk.backend + "/" + lk.server, Source: addrText(lk.source),
+				Port: e.line.port, Node: e.line.node, Server: e.line.backend + "/" + e.line.server, Source: addrText(e.line.source),
 				State: st.Word, Counters: st.Counters, Weight: st.Weight, TotalWeight: st.TotalWeight,
 				Scur: st.Scur, BackendScur: st.BackendScur,
 				LastSeen: unixSeconds(e.seen), AgeSeconds: now.Sub(e.seen).Seconds(),
+				StateSince: unixSeconds(e.since), IntervalSeconds: e.interval(),
 			})
 		}
-		for source, e := range l.agents {
-			if e.seen.Before(oldest) {
+		for _, e := range s.agents {
+			if (port != 0 && e.line.port != port) || e.seen.Before(oldest) {
 				continue
 			}
-			snap.Agents = append(snap.Agents, Agent{Port: k.port, Source: addrText(source), Reply: e.reply,
-				LastSeen: unixSeconds(e.seen), AgeSeconds: now.Sub(e.seen).Seconds()})
+			if !e.established {
+				snap.Unconfirmed++
+				continue
+			}
+			snap.Agents = append(snap.Agents, Agent{Port: e.line.port, Source: addrText(e.line.source), Reply: e.reply,
+				LastSeen: unixSeconds(e.seen), AgeSeconds: now.Sub(e.seen).Seconds(),
+				ReplySince: unixSeconds(e.since), IntervalSeconds: e.interval()})
 		}
-	})
+	}
+	t.mu.Unlock()
 	slices.SortFunc(snap.Servers, func(a, b Server) int {
 		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.Server, b.Server),
 			cmp.Compare(a.Port, b.Port), cmp.Compare(a.Source, b.Source))
@@ -293,39 +501,38 @@ func (t *Tracker) Snapshot(service string, port int, now time.Time) Snapshot {
 	slices.SortFunc(snap.Agents, func(a, b Agent) int {
 		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Source, b.Source))
 	})
+	if n := len(snap.Servers); n > maxSnapshotEntries {
+		snap.Omitted += n - maxSnapshotEntries
+		snap.Servers = snap.Servers[:maxSnapshotEntries]
+	}
+	if n := len(snap.Agents); n > maxSnapshotEntries {
+		snap.Omitted += n - maxSnapshotEntries
+		snap.Agents = snap.Agents[:maxSnapshotEntries]
+	}
 	return snap
 }
 
-// StateCounts counts the server lines seen within the window before now, per service and
-// state label (WordLabel), every port together.
+// StateCounts counts the established server lines seen within the window before now, per
+// service and state label (WordLabel), every port together.
 func (t *Tracker) StateCounts(now time.Time) map[string]map[string]int {
 	oldest := now.Add(-t.Window())
 	counts := map[string]map[string]int{}
-	t.each(func(k key, l *lines) {
-		for _, e := range l.servers {
-			if e.seen.Before(oldest) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for name, s := range t.services {
+		for _, e := range s.lines {
+			if !e.established || e.seen.Before(oldest) {
 				continue
 			}
-			byState := counts[k.service]
+			byState := counts[name]
 			if byState == nil {
 				byState = map[string]int{}
-				counts[k.service] = byState
+				counts[name] = byState
 			}
 			byState[WordLabel(e.state.Word)]++
 		}
-	})
-	return counts
-}
-
-// each calls f for every key with its lines locked.
-func (t *Tracker) each(f func(key, *lines)) {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	for k, l := range t.keys {
-		l.mu.Lock()
-		f(k, l)
-		l.mu.Unlock()
 	}
+	return counts
 }
 
 func addrText(a netip.Addr) string {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,41 +15,175 @@ var (
 	lbA  = netip.MustParseAddr("10.0.0.1")
 	lbB  = netip.MustParseAddr("10.0.0.2")
 	lbA6 = netip.MustParseAddr("::ffff:10.0.0.1") // lbA as an IPv6 socket sees it
+	evil = netip.MustParseAddr("10.6.6.6")
 )
 
 func header(state, name, node string) string {
 	return state + "; address=10.9.9.9; port=8080; name=" + name + "; node=" + node + "; weight=1/2; scur=3/5; qcur=0"
 }
 
+// checkEvery is the check interval of the load balancers of these tests.
+const checkEvery = 500 * time.Millisecond
+
+// establish has a load balancer check (service, port) as HAProxy does, every checkEvery from
+// start, until it counts; it returns when its last check was.
+func establish(tr *Tracker, service string, port int, hdr string, source netip.Addr, start time.Time) time.Time {
+	now := start
+	for i := range minReports {
+		now = start.Add(time.Duration(i) * checkEvery)
+		tr.Record(service, port, hdr, source, now)
+	}
+	return now
+}
+
+func establishAgent(tr *Tracker, service string, port int, source netip.Addr, reply string, start time.Time) time.Time {
+	now := start
+	for i := range minReports {
+		now = start.Add(time.Duration(i) * checkEvery)
+		tr.RecordAgent(service, port, source, reply, now)
+	}
+	return now
+}
+
+// The attacker's side first: reports from what is not a load balancer must never count.
+
+func TestTrackerOneOffReportersDoNotCount(t *testing.T) {
+	tr := NewTracker(Options{})
+	// A curl with a copied header, from another address; an `nc` to the agent port.
+	tr.Record("web", 8080, header("UP", "be/w1", "lb1"), evil, t0)
+	tr.RecordAgent("web", 8080, evil, "ready 100%", t0)
+	// Even a burst: checks a load balancer makes are spread over time.
+	for i := range 50 {
+		tr.Record("web", 8080, header("DOWN", "be/w1", "lb1"), lbB, t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	snap := tr.Snapshot("web", 0, t0.Add(time.Second/2))
+	if len(snap.Servers)+len(snap.Agents) != 0 || snap.Unconfirmed != 3 {
+		t.Fatalf("one-off and burst reporters are shown as load balancers: %+v", snap)
+	}
+	if got := tr.StateCounts(t0.Add(time.Second / 2)); len(got) != 0 {
+		t.Errorf("StateCounts counts them: %v", got)
+	}
+	// A reporter that keeps checking counts.
+	last := establish(tr, "web", 8080, header("UP", "be/w1", "lb1"), lbA, t0)
+	if snap := tr.Snapshot("web", 0, last); len(snap.Servers) != 1 || snap.Servers[0].Source != "10.0.0.1" {
+		t.Errorf("a line reported %d times over %v does not count: %+v", minReports, last.Sub(t0), snap)
+	}
+	// One that stays away longer than the window starts over.
+	later := last.Add(DefaultWindow + time.Second)
+	tr.Record("web", 8080, header("UP", "be/w1", "lb1"), lbA, later)
+	if snap := tr.Snapshot("web", 0, later); len(snap.Servers) != 0 || snap.Unconfirmed != 1 {
+		t.Errorf("a line back after the window counts at once: %+v", snap)
+	}
+}
+
+func TestTrackerSources(t *testing.T) {
+	tr := NewTracker(Options{Sources: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/30")}})
+	last := establish(tr, "web", 8080, header("UP", "be/w1", "lb1"), lbA6, t0)
+	establish(tr, "web", 8080, header("UP", "be/w1", "lb1"), evil, t0)
+	establishAgent(tr, "web", 8080, evil, "ready 100%", t0)
+	snap := tr.Snapshot("web", 0, last)
+	if len(snap.Servers) != 1 || snap.Servers[0].Source != "10.0.0.1" || len(snap.Agents) != 0 || snap.Unconfirmed != 0 {
+		t.Errorf("with lb_sources 10.0.0.0/30, Snapshot = %+v; want lbA's line alone", snap)
+	}
+}
+
+// A flood of invented reporters, from one address or many, never pushes out a load balancer
+// that counts, and never keeps one from coming to count: not even one that had checked only
+// once when the flood began (a restart of hacheck).
+func TestTrackerFloodKeepsLoadBalancers(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		sources int
+		from    func(i int) netip.Addr
+	}{
+		{"from the load balancer's own address", 1, func(int) netip.Addr { return lbA }},
+		{"from another address", 1, func(int) netip.Addr { return evil }},
+		{"from 64 addresses", 64, func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 7, byte(i / 256), byte(i)}) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := NewTracker(Options{Window: 30 * time.Second, MaxBytes: 1 << 20})
+			hdr := header("UP", "be_solo/solo1", "lb1")
+			up := establish(tr, "solo", 1, hdr, lbA, t0) // an established load balancer
+			tr.Record("web", 1, header("UP", "be_web/app1", "lb1"), lbA, t0)
+			// 100,000 invented lines and agent polls, while lbA keeps checking both services.
+			now := up
+			for i := range 100_000 {
+				now = up.Add(time.Duration(i) * 100 * time.Microsecond)
+				src := tc.from(i % tc.sources)
+				if i%2 == 0 {
+					tr.Record(fmt.Sprintf("svc%d", i), 1, header("UP", fmt.Sprintf("b%d/s", i), "lb1"), src, now)
+				} else {
+					tr.RecordAgent(fmt.Sprintf("svc%d", i), i%65535+1, src, "ready 100%", now)
+				}
+				if i%5000 == 0 { // every 0.5 s
+					tr.Record("solo", 1, hdr, lbA, now)
+					tr.Record("web", 1, header("UP", "be_web/app1", "lb1"), lbA, now)
+				}
+				if tr.estBytes+tr.newBytes > 1<<20 {
+					t.Fatalf("after %d reports the tracker holds %d bytes, over its budget of 1 MiB", i+1, tr.estBytes+tr.newBytes)
+				}
+			}
+			for _, svc := range []string{"solo", "web"} {
+				if snap := tr.Snapshot(svc, 0, now); len(snap.Servers) != 1 || snap.Servers[0].Node != "lb1" {
+					t.Errorf("after the flood, Snapshot(%s) = %+v; want lb1's line", svc, snap)
+				}
+			}
+			if tr.Dropped() == 0 {
+				t.Error("the flood dropped nothing: the budget was not reached")
+			}
+		})
+	}
+}
+
+func TestTrackerSnapshotBounded(t *testing.T) {
+	tr := NewTracker(Options{})
+	var last time.Time
+	for i := range maxSnapshotEntries + 200 {
+		last = establish(tr, "web", 1, header("UP", fmt.Sprintf("be/s%04d", i), strings.Repeat("n", MaxNameBytes)), lbA, t0)
+	}
+	for i := range 30 {
+		establishAgent(tr, "web", i+1, netip.AddrFrom4([4]byte{10, 1, 0, byte(i)}), "ready 100%", t0)
+	}
+	snap := tr.Snapshot("web", 0, last)
+	if len(snap.Servers) != maxSnapshotEntries || len(snap.Agents) != 30 || snap.Omitted != 200 {
+		t.Errorf("Snapshot holds %d servers, %d agents, omitted %d; want %d, 30 and 200",
+			len(snap.Servers), len(snap.Agents), snap.Omitted, maxSnapshotEntries)
+	}
+}
+
+// The caller's side.
+
 func TestTrackerSnapshot(t *testing.T) {
 	tr := NewTracker(Options{Window: 30 * time.Second})
-	tr.Record("web", 8080, header("UP", "be/w1", "lb2"), lbB, t0)
-	tr.Record("web", 8080, header("UP 2/3", "be/w1", "lb1"), lbA, t0.Add(time.Second))
-	tr.Record("web", 8080, header("DOWN", "be/w1", "lb1"), lbA6, t0.Add(2*time.Second)) // same line, newer
-	tr.Record("web", 8080, header("UP", "alt/w1", "lb1"), lbA, t0.Add(-40*time.Second)) // out of the window
-	tr.Record("web", 9090, header("NOLB", "be/w1", "lb1"), lbA, t0)
+	establish(tr, "web", 8080, header("UP", "be/w1", "lb2"), lbB, t0)
+	establish(tr, "web", 8080, header("UP 2/3", "be/w1", "lb1"), lbA, t0)
+	tr.Record("web", 8080, header("DOWN", "be/w1", "lb1"), lbA6, t0.Add(2*time.Second))     // same line, newer
+	establish(tr, "web", 8080, header("UP", "alt/w1", "lb1"), lbA, t0.Add(-40*time.Second)) // out of the window
+	establish(tr, "web", 9090, header("NOLB", "be/w1", "lb1"), lbA, t0)
 	tr.Record("web", 8080, "garbage", lbA, t0)
-	tr.Record("api", 8080, header("UP", "be/a1", "lb1"), lbA, t0)
-	tr.RecordAgent("web", 0, lbB, "maint # deploy", t0)
-	tr.RecordAgent("web", 8080, lbA, "ready 100%", t0.Add(time.Second))
+	establish(tr, "api", 8080, header("UP", "be/a1", "lb1"), lbA, t0)
+	establishAgent(tr, "web", 0, lbB, "maint # deploy", t0)
+	establishAgent(tr, "web", 8080, lbA, "ready 100%", t0)
 	tr.RecordAgent("web", 8080, lbA6, "drain", t0.Add(2*time.Second))
 
 	now := t0.Add(3 * time.Second)
 	got := tr.Snapshot("web", 0, now)
-	line := func(port int, node, server, source, state, counters string, seen time.Time) Server {
+	line := func(port int, node, server, source, state, counters string, seen, since time.Time, interval float64) Server {
 		return Server{Port: port, Node: node, Server: server, Source: source, State: state, Counters: counters,
 			Weight: 1, TotalWeight: 2, Scur: 3, BackendScur: 5,
-			LastSeen: unixSeconds(seen), AgeSeconds: now.Sub(seen).Seconds()}
+			LastSeen: unixSeconds(seen), AgeSeconds: now.Sub(seen).Seconds(), StateSince: unixSeconds(since), IntervalSeconds: interval}
 	}
+	t1 := t0.Add(time.Second)
 	want := Snapshot{Service: "web", WindowSeconds: 30, Now: unixSeconds(now),
 		Servers: []Server{
-			line(8080, "lb1", "be/w1", "10.0.0.1", "DOWN", "", t0.Add(2*time.Second)),
-			line(9090, "lb1", "be/w1", "10.0.0.1", "NOLB", "", t0),
-			line(8080, "lb2", "be/w1", "10.0.0.2", "UP", "", t0),
+			line(8080, "lb1", "be/w1", "10.0.0.1", "DOWN", "", t0.Add(2*time.Second), t0.Add(2*time.Second), 2.0/3),
+			line(9090, "lb1", "be/w1", "10.0.0.1", "NOLB", "", t1, t0, 0.5),
+			line(8080, "lb2", "be/w1", "10.0.0.2", "UP", "", t1, t0, 0.5),
 		},
 		Agents: []Agent{
-			{Port: 0, Source: "10.0.0.2", Reply: "maint # deploy", LastSeen: unixSeconds(t0), AgeSeconds: 3},
-			{Port: 8080, Source: "10.0.0.1", Reply: "drain", LastSeen: unixSeconds(t0.Add(2 * time.Second)), AgeSeconds: 1},
+			{Port: 0, Source: "10.0.0.2", Reply: "maint # deploy", LastSeen: unixSeconds(t1), AgeSeconds: 2, ReplySince: unixSeconds(t0), IntervalSeconds: 0.5},
+			{Port: 8080, Source: "10.0.0.1", Reply: "drain", LastSeen: unixSeconds(t0.Add(2 * time.Second)), AgeSeconds: 1,
+				ReplySince: unixSeconds(t0.Add(2 * time.Second)), IntervalSeconds: 2.0 / 3},
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -68,69 +203,19 @@ func TestTrackerSnapshot(t *testing.T) {
 
 func TestTrackerStateCounts(t *testing.T) {
 	tr := NewTracker(Options{})
-	tr.Record("web", 8080, header("UP", "be/w1", "lb1"), lbA, t0)
-	tr.Record("web", 8080, header("UP 1/2", "be/w1", "lb2"), lbB, t0)
-	tr.Record("web", 9090, header("NOLB", "be/w2", "lb1"), lbA, t0)
-	tr.Record("web", 9090, header("MAINT", "be/w3", "lb1"), lbA, t0)
-	tr.Record("api", 1, header("DOWN 1/2", "api/a", "lb1"), lbA, t0)
-	tr.Record("old", 1, header("DOWN", "old/a", "lb1"), lbA, t0.Add(-time.Hour))
+	establish(tr, "web", 8080, header("UP", "be/w1", "lb1"), lbA, t0)
+	establish(tr, "web", 8080, header("UP 1/2", "be/w1", "lb2"), lbB, t0)
+	establish(tr, "web", 9090, header("NOLB", "be/w2", "lb1"), lbA, t0)
+	establish(tr, "web", 9090, header("MAINT", "be/w3", "lb1"), lbA, t0)
+	establish(tr, "api", 1, header("DOWN 1/2", "api/a", "lb1"), lbA, t0)
+	establish(tr, "old", 1, header("DOWN", "old/a", "lb1"), lbA, t0.Add(-time.Hour))
 	want := map[string]map[string]int{
 		"web": {"UP": 2, "NOLB": 1, "other": 1},
 		"api": {"DOWN": 1},
 	}
-	if got := tr.StateCounts(t0); !reflect.DeepEqual(got, want) {
+	if got := tr.StateCounts(t0.Add(time.Second)); !reflect.DeepEqual(got, want) {
 		t.Errorf("StateCounts = %v, want %v", got, want)
 	}
-}
-
-func TestTrackerBounds(t *testing.T) {
-	t.Run("keys", func(t *testing.T) {
-		tr := NewTracker(Options{Window: 10 * time.Second, MaxKeys: 2, MaxLines: 10})
-		tr.Record("a", 1, header("UP", "b/s", "n"), lbA, t0)
-		tr.Record("b", 1, header("UP", "b/s", "n"), lbA, t0)
-		tr.Record("c", 1, header("UP", "b/s", "n"), lbA, t0.Add(time.Second))
-		tr.RecordAgent("c", 0, lbA, "ready 100%", t0.Add(time.Second))
-		if got := tr.Dropped(); got != 2 {
-			t.Errorf("Dropped() = %d, want 2 (a third key, twice)", got)
-		}
-		if got := tr.Snapshot("c", 0, t0.Add(time.Second)); len(got.Servers)+len(got.Agents) != 0 {
-			t.Errorf("a key beyond MaxKeys was kept: %+v", got)
-		}
-		tr.Record("a", 1, header("DOWN", "b/s", "n"), lbA, t0.Add(time.Second))
-		if got := tr.Snapshot("a", 0, t0.Add(time.Second)); len(got.Servers) != 1 || got.Servers[0].State != "DOWN" {
-			t.Errorf("a kept key was not updated at the limit: %+v", got)
-		}
-		// Once b has aged out of the window, its room goes to a newcomer.
-		later := t0.Add(11500 * time.Millisecond)
-		tr.Record("c", 1, header("UP", "b/s", "n"), lbA, later)
-		if got := tr.Snapshot("c", 0, later); len(got.Servers) != 1 {
-			t.Errorf("after b aged out, c was not kept: %+v (dropped %d)", got, tr.Dropped())
-		}
-	})
-	t.Run("lines per key", func(t *testing.T) {
-		tr := NewTracker(Options{Window: 10 * time.Second, MaxKeys: 5, MaxLines: 3})
-		for i := range 5 {
-			tr.Record("a", 1, header("UP", fmt.Sprintf("b/s%d", i), "n"), lbA, t0)
-		}
-		tr.RecordAgent("a", 1, lbA, "ready 100%", t0)
-		got := tr.Snapshot("a", 0, t0)
-		if len(got.Servers)+len(got.Agents) != 3 || tr.Dropped() != 3 {
-			t.Errorf("kept %d servers and %d agents, dropped %d; want 3 kept and 3 dropped", len(got.Servers), len(got.Agents), tr.Dropped())
-		}
-		tr.Record("a", 1, header("UP", "b/s9", "n"), lbA, t0.Add(11*time.Second))
-		if got := tr.Snapshot("a", 0, t0.Add(11*time.Second)); len(got.Servers) != 1 || got.Servers[0].Server != "b/s9" {
-			t.Errorf("after the old lines aged out, the new one was not kept: %+v", got)
-		}
-	})
-	t.Run("total", func(t *testing.T) {
-		tr := NewTracker(Options{Window: 10 * time.Second, MaxKeys: 1, MaxLines: 100})
-		for i := range linesPerKey + 4 {
-			tr.Record("a", 1, header("UP", fmt.Sprintf("b/s%d", i), "n"), lbA, t0)
-		}
-		if got := tr.Snapshot("a", 0, t0); len(got.Servers) != linesPerKey || tr.Dropped() != 4 {
-			t.Errorf("kept %d lines, dropped %d; want %d and 4", len(got.Servers), tr.Dropped(), linesPerKey)
-		}
-	})
 }
 
 func TestTrackerReloadWindow(t *testing.T) {
@@ -138,25 +223,25 @@ func TestTrackerReloadWindow(t *testing.T) {
 	if tr.Window() != DefaultWindow {
 		t.Fatalf("default window %v, want %v", tr.Window(), DefaultWindow)
 	}
-	tr.Record("a", 1, header("UP", "b/s", "n"), lbA, t0)
+	last := establish(tr, "a", 1, header("UP", "b/s", "n"), lbA, t0)
 	tr.SetOptions(Options{Window: 5 * time.Second})
-	if got := tr.Snapshot("a", 0, t0.Add(6*time.Second)); len(got.Servers) != 0 || got.WindowSeconds != 5 {
+	if got := tr.Snapshot("a", 0, last.Add(6*time.Second)); len(got.Servers) != 0 || got.WindowSeconds != 5 {
 		t.Errorf("after a reload to a 5s window, a line 6s old is still reported: %+v", got)
 	}
 }
 
-// TestTrackerConcurrent is for the race detector: writers of new and old keys, sweeps forced by
-// tight limits, and readers, all at once.
+// TestTrackerConcurrent is for the race detector: writers of new and old keys, evictions forced
+// by a tight budget, and readers, all at once.
 func TestTrackerConcurrent(t *testing.T) {
-	tr := NewTracker(Options{Window: time.Millisecond, MaxKeys: 4, MaxLines: 2})
+	tr := NewTracker(Options{Window: 50 * time.Millisecond, MaxBytes: 64 << 10})
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
-			for i := range 500 {
+			for i := range 2000 {
 				now := t0.Add(time.Duration(i) * time.Millisecond)
-				svc := fmt.Sprintf("s%d", (g+i)%7)
+				svc := fmt.Sprintf("s%d", (g+i)%37)
 				tr.Record(svc, i%3, header("UP", fmt.Sprintf("b/s%d", i%5), "n"), lbA, now)
-				tr.RecordAgent(svc, 0, lbB, "ready 100%", now)
+				tr.RecordAgent(svc, 0, netip.AddrFrom4([4]byte{10, 0, byte(g), byte(i % 7)}), "ready 100%", now)
 				if i%50 == 0 {
 					tr.Snapshot(svc, 0, now)
 					tr.StateCounts(now)
@@ -165,9 +250,32 @@ func TestTrackerConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	kept := 0
-	tr.each(func(_ key, l *lines) { kept += l.len() })
-	if n := tr.total.Load(); n != int64(kept) || n > int64(linesPerKey*4) {
-		t.Errorf("total %d, entries kept %d, bound %d", n, kept, linesPerKey*4)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	est, fresh := 0, 0
+	for _, s := range tr.services {
+		for _, e := range s.lines {
+			est, fresh = count(e, est, fresh)
+		}
+		for _, e := range s.agents {
+			est, fresh = count(e, est, fresh)
+		}
 	}
+	listed := 0
+	for _, l := range tr.newcomers {
+		for e := l.head; e != nil; e = e.next {
+			listed += e.cost
+		}
+	}
+	if est != tr.estBytes || fresh != tr.newBytes || listed != fresh || est+fresh > 64<<10 {
+		t.Errorf("accounting: established %d (kept %d), newcomers %d (kept %d, listed %d), budget %d",
+			tr.estBytes, est, tr.newBytes, fresh, listed, 64<<10)
+	}
+}
+
+func count(e *entry, est, fresh int) (int, int) {
+	if e.established {
+		return est + e.cost, fresh
+	}
+	return est, fresh + e.cost
 }

@@ -82,8 +82,13 @@ type Waiter struct {
 	at     float64
 	lines  map[waitLineKey]Server
 	agents map[waitAgentKey]Agent
-	seen   bool // Update was called
+	// after holds, per line and agent, the first report after the change seen in its current
+	// run (keyed by the run's start), for a run that began before the change.
+	after map[any]runStart
+	seen  bool // Update was called
 }
+
+type runStart struct{ since, first float64 }
 
 // New starts waiting for c.
 func NewWaiter(c Change) *Waiter {
@@ -92,6 +97,7 @@ func NewWaiter(c Change) *Waiter {
 		at:     float64(c.At.UnixNano()) / 1e9,
 		lines:  map[waitLineKey]Server{},
 		agents: map[waitAgentKey]Agent{},
+		after:  map[any]runStart{},
 	}
 }
 
@@ -106,6 +112,7 @@ func (w *Waiter) Update(s Snapshot) Progress {
 		k := waitLineKey{srv.Node, srv.Source, srv.Server, srv.Port}
 		if old, ok := w.lines[k]; !ok || srv.LastSeen >= old.LastSeen {
 			w.lines[k] = srv
+			w.noteAfter(k, srv.LastSeen, srv.StateSince)
 		}
 	}
 	for _, a := range s.Agents {
@@ -115,6 +122,7 @@ func (w *Waiter) Update(s Snapshot) Progress {
 		k := waitAgentKey{a.Source, a.Port}
 		if old, ok := w.agents[k]; !ok || a.LastSeen >= old.LastSeen {
 			w.agents[k] = a
+			w.noteAfter(k, a.LastSeen, a.ReplySince)
 		}
 	}
 	p := Progress{Lines: len(w.lines), Agents: len(w.agents)}
@@ -148,12 +156,54 @@ func (w *Waiter) concerns(port int) bool {
 	return port == w.change.Port
 }
 
-// lineDone: the line's own header, sent after the change, carries the state wanted. After a
+// A report's word is taken once it has held for a whole check interval after the change. Any
+// client allowed to ask for a check can send a header, including from a load balancer's own
+// address with its node and server names; but HAProxy reports every interval, so a run of
+// reports that covers one whole interval holds one of HAProxy's own, and a run is broken by
+// any report that says otherwise. A lone forged DOWN is followed by HAProxy's own UP and ends
+// nothing; what it costs is about one check interval more before --wait returns. A sender at
+// the load balancer's address that keeps sending what HAProxy would send cannot be told from
+// HAProxy: lb_sources (and who may log in on the load balancers) is what limits that.
+//
+// settled: the reporter's current run (since) has, after the change, lasted an interval. A
+// run that began before the change (the state already held) counts from the first report
+// after it that this Waiter saw. A server that predates runs (since 0) is taken at its first
+// report after the change.
+func (w *Waiter) settled(k any, last, since, interval float64) bool {
+	if last <= w.at {
+		return false
+	}
+	if since == 0 {
+		return true
+	}
+	start := since
+	if since <= w.at {
+		r, ok := w.after[k]
+		if !ok || r.since != since {
+			return false
+		}
+		start = r.first
+	}
+	return last-start >= interval && last > start
+}
+
+// noteAfter remembers the first report after the change of a run that began before it.
+func (w *Waiter) noteAfter(k any, last, since float64) {
+	if last <= w.at || since > w.at {
+		return
+	}
+	if r, ok := w.after[k]; !ok || r.since != since {
+		w.after[k] = runStart{since, last}
+	}
+}
+
+// lineDone: the line's own headers, sent after the change, carry the state wanted (settled). After a
 // drain, DOWN counts too: HAProxy keeps a DOWN server DOWN on a 404, and it gets no traffic
 // either way. A line that an agent of the same load balancer put into MAINT is no longer
 // health-checked, so for a down mark that agent's reply speaks for it.
 func (w *Waiter) lineDone(srv Server) bool {
-	if srv.LastSeen > w.at && stateReached(w.change.Target, srv.State) {
+	k := waitLineKey{srv.Node, srv.Source, srv.Server, srv.Port}
+	if w.settled(k, srv.LastSeen, srv.StateSince, srv.IntervalSeconds) && stateReached(w.change.Target, srv.State) {
 		return !w.change.Sessions || w.change.Target == Up || srv.Scur == 0
 	}
 	if w.change.Target != Down || w.change.Sessions {
@@ -180,7 +230,7 @@ func stateReached(t Target, state string) bool {
 
 // agentDone: the agent fetched, after the change, a reply that says the new state.
 func (w *Waiter) agentDone(a Agent) bool {
-	if a.LastSeen <= w.at {
+	if !w.settled(waitAgentKey{a.Source, a.Port}, a.LastSeen, a.ReplySince, a.IntervalSeconds) {
 		return false
 	}
 	words := ReplyWords(a.Reply)
@@ -210,6 +260,9 @@ func (w *Waiter) lineSaid(srv Server, now float64) string {
 		return "no check since the change; last said " + state + " " + ago(now, srv.LastSeen)
 	}
 	if stateReached(w.change.Target, srv.State) {
+		if !w.settled(waitLineKey{srv.Node, srv.Source, srv.Server, srv.Port}, srv.LastSeen, srv.StateSince, srv.IntervalSeconds) {
+			return state + " " + ago(now, srv.LastSeen) + ", not yet for a whole check interval"
+		}
 		return fmt.Sprintf("%s with %d sessions %s", state, srv.Scur, ago(now, srv.LastSeen))
 	}
 	return state + " " + ago(now, srv.LastSeen)

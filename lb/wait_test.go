@@ -94,6 +94,69 @@ func TestWaiterUpdate(t *testing.T) {
 	}
 }
 
+// run is a line that has said state since the time given, checked every 0.5 s.
+func run(state string, since, lastSeen float64) Server {
+	s := line("lb1", "be/a", 8080, state, lastSeen)
+	s.StateSince, s.IntervalSeconds = since, 0.5
+	return s
+}
+
+func agentRun(reply string, since, lastSeen float64) Agent {
+	return Agent{Port: 8080, Source: "127.0.0.1", Reply: reply, LastSeen: lastSeen, ReplySince: since, IntervalSeconds: 0.5}
+}
+
+// The attacker's side of --wait: a report counts once the load balancer's own checks have
+// said it for a whole check interval, so that one forged line, even from the load balancer's
+// own address with its names, ends nothing.
+func TestWaiterForgedReports(t *testing.T) {
+	down := Change{Port: 8080, Target: Down, At: changeAt}
+	for _, tc := range []struct {
+		name    string
+		change  Change
+		updates []Snapshot
+		done    bool
+	}{
+		{"a forged DOWN just after the change", down, []Snapshot{
+			{Now: at + 0.45, Servers: []Server{run("DOWN", at+0.44, at+0.44)}},
+		}, false},
+		{"a forged DOWN, then HAProxy's own UP", down, []Snapshot{
+			{Now: at + 0.45, Servers: []Server{run("DOWN", at+0.44, at+0.44)}},
+			{Now: at + 0.6, Servers: []Server{run("UP", at+0.5, at+0.5)}},
+		}, false},
+		{"two forged DOWNs within one check interval", down, []Snapshot{
+			{Now: at + 0.6, Servers: []Server{run("DOWN", at+0.44, at+0.54)}},
+		}, false},
+		{"HAProxy's DOWN for a whole check interval", down, []Snapshot{
+			{Now: at + 1.6, Servers: []Server{run("DOWN", at+1.0, at+1.5)}},
+		}, true},
+		{"a server already DOWN: one more interval after the change", down, []Snapshot{
+			{Now: at + 0.3, Servers: []Server{run("DOWN", at-5, at+0.2)}},
+		}, false},
+		{"a server already DOWN, checked an interval after the change", down, []Snapshot{
+			{Now: at + 0.3, Servers: []Server{run("DOWN", at-5, at+0.2)}},
+			{Now: at + 0.8, Servers: []Server{run("DOWN", at-5, at+0.7)}},
+		}, true},
+		{"an agent poll forged just after the change", down, []Snapshot{
+			{Now: at + 0.2, Agents: []Agent{agentRun("maint # x", at+0.1, at+0.1)}},
+		}, false},
+		{"the agent polled again an interval later", down, []Snapshot{
+			{Now: at + 0.2, Agents: []Agent{agentRun("maint # x", at+0.1, at+0.1)}},
+			{Now: at + 0.7, Agents: []Agent{agentRun("maint # x", at+0.1, at+0.65)}},
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := NewWaiter(tc.change)
+			var p Progress
+			for _, s := range tc.updates {
+				p = w.Update(s)
+			}
+			if p.Done != tc.done || p.Nobody {
+				t.Errorf("progress = %+v, want done=%v", p, tc.done)
+			}
+		})
+	}
+}
+
 func TestReplyWords(t *testing.T) {
 	for reply, want := range map[string][]string{
 		"maint # disk swap\n": {"maint"},

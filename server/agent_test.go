@@ -115,9 +115,9 @@ func TestRunServesTheAgent(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &snap); code != 200 || err != nil {
 		t.Fatalf("GET /lb/web: %d %q %v", code, body, err)
 	}
-	if len(snap.Agents) != 1 || snap.Agents[0].Reply != "maint # kernel upgrade" || snap.Agents[0].Port != 8080 ||
-		snap.Agents[0].Source != "127.0.0.1" || snap.Agents[0].LastSeen > snap.Now {
-		t.Errorf("GET /lb/web agents = %+v, want the last reply to 127.0.0.1 for port 8080", snap.Agents)
+	// Two polls in a moment: kept, but not a load balancer yet (lb's tests have the rest).
+	if len(snap.Agents) != 0 || snap.Unconfirmed != 1 {
+		t.Errorf("GET /lb/web = %+v, want one poller, not yet counted", snap)
 	}
 
 	if err := stop(); err != nil {

@@ -10,11 +10,17 @@ import (
 	"github.com/hacheck/hacheck/spool"
 )
 
-// lbOptions are the tracker's limits: max_services bounds the (service, port) pairs and
-// max_source_ips the load balancer lines of one pair, as they bound every other client-invented
-// key.
-func lbOptions(cfg config.Config) lb.Options {
-	return lb.Options{Window: time.Duration(cfg.LBWindow), MaxKeys: int(cfg.MaxServices), MaxLines: int(cfg.MaxSourceIPs)}
+// lbOptions are the tracker's settings: its window and who may report (lb_sources). Any
+// address means no filter at all, the cheapest check on every request.
+func (s *Server) lbOptions(cfg config.Config) lb.Options {
+	opts := lb.Options{Window: time.Duration(cfg.LBWindow), MinReports: s.lbTrust.MinReports, MinSpan: s.lbTrust.MinSpan}
+	for _, p := range cfg.LBSources {
+		if p.Bits() != 0 {
+			opts.Sources = cfg.LBSources
+			break
+		}
+	}
+	return opts
 }
 
 // handleLB is GET /lb/<service>[?port=N]: what the load balancers reported of the service

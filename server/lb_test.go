@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,7 @@ func sendState(state, name, node string, port string) string {
 // TestLBRecordsEveryCheck: every check request that carries the send-state header is kept,
 // whatever answered it (spool, the cache, the spool gate), under the port the header names.
 func TestLBRecordsEveryCheck(t *testing.T) {
-	ts := startServer(t, nil)
+	ts := startServer(t, nil, trustAtOnce)
 	backend, _ := backendPort(t, func(w http.ResponseWriter, r *http.Request) {})
 	before := float64(time.Now().UnixNano()) / 1e9
 	checks := []struct{ path, header string }{
@@ -98,6 +99,33 @@ func TestLBEndpointInput(t *testing.T) {
 		if code != tt.code || !strings.Contains(body, tt.body) {
 			t.Errorf("GET %s = %d %q, want %d with %q", tt.path, code, body, tt.code, tt.body)
 		}
+	}
+}
+
+// trustAtOnce makes every reporter count from its first report, for tests of what a load
+// balancer reports rather than of whose word counts.
+func trustAtOnce(s *Server) {
+	s.lbTrust = lb.Options{MinReports: 1, MinSpan: -1}
+	s.lb.SetOptions(s.lbOptions(*s.cfg.Load()))
+}
+
+// The caller's side of lb_sources: a client outside it still gets its check answered, but
+// what it reports is not kept, however often it checks.
+func TestLBSources(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.LBSources = config.Prefixes{netip.MustParsePrefix("10.0.0.0/8")} }, trustAtOnce)
+	for range 3 {
+		if code, _, _ := ts.get(t, "/spool/web/0/", "X-Haproxy-Server-State", sendState("UP", "be/w1", "lb1", "8080")); code != 200 {
+			t.Fatalf("a check from outside lb_sources answered %d, want 200", code)
+		}
+	}
+	if _, body, _ := ts.get(t, "/lb/web"); !strings.Contains(body, `"servers":[]`) || !strings.Contains(body, `"unconfirmed":0`) {
+		t.Errorf("GET /lb/web = %s, want nothing from 127.0.0.1, outside lb_sources", body)
+	}
+	cfg := config.Default()
+	ts.Apply(cfg) // back to any address
+	ts.get(t, "/spool/web/0/", "X-Haproxy-Server-State", sendState("UP", "be/w1", "lb1", "8080"))
+	if _, body, _ := ts.get(t, "/lb/web"); !strings.Contains(body, `"node":"lb1"`) {
+		t.Errorf("after a reload to any address, GET /lb/web = %s, want lb1's line", body)
 	}
 }
 

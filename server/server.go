@@ -49,6 +49,9 @@ type Server struct {
 	warnedMarks sync.Map // mark name + error already logged by warnUnreadable
 	warnedCount atomic.Int64
 	timeouts    timeouts
+	// lbTrust is how many reports over how long make a load balancer count; zero: the
+	// tracker's own rule. Tests lower it.
+	lbTrust lb.Options
 }
 
 // timeouts bound how long slow or idle clients hold a connection; tests shorten them.
@@ -90,7 +93,7 @@ func New(cfg config.Config, opts Options) *Server {
 	s.log.Store(&opts.Logger)
 	s.metrics = metrics.New(opts.Store, opts.Version, metricsOptions(cfg))
 	s.pipeline = check.NewPipeline(opts.Store, pipelineSettings(cfg, opts.Version), s.metrics)
-	s.lb = lb.NewTracker(lbOptions(cfg))
+	s.lb = lb.NewTracker(s.lbOptions(cfg))
 	s.metrics.Registry().MustRegister(lb.NewCollector(s.lb))
 	s.cfg.Store(&cfg)
 
@@ -133,7 +136,7 @@ func (s *Server) Pipeline() *check.Pipeline { return s.pipeline }
 func (s *Server) Apply(cfg config.Config) {
 	s.pipeline.Configure(pipelineSettings(cfg, s.version))
 	s.metrics.SetOptions(metricsOptions(cfg))
-	s.lb.SetOptions(lbOptions(cfg))
+	s.lb.SetOptions(s.lbOptions(cfg))
 	s.cfg.Store(&cfg)
 }
 

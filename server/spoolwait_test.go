@@ -31,7 +31,7 @@ func postSpool(t *testing.T, ts *testServer, path string, form url.Values) (int,
 }
 
 func TestSpoolPostGuard(t *testing.T) {
-	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true })
+	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true }, trustAtOnce)
 	checkWithState(t, ts, "solo", "UP; address=127.0.0.1; port=8080; name=be_solo/solo1; node=lb1; weight=1/1; scur=0/0; qcur=0")
 	checkWithState(t, ts, "web", "UP; address=127.0.0.1; port=8081; name=be_web/app1; node=lb1; weight=1/2; scur=0/0; qcur=0")
 	down := url.Values{"status": {"down"}, "reason": {"r"}, "guard": {"1"}}
@@ -71,7 +71,7 @@ func TestSpoolPostGuard(t *testing.T) {
 }
 
 func TestSpoolPostWait(t *testing.T) {
-	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true })
+	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true }, trustAtOnce)
 	decode := func(t *testing.T, body string) waitResult {
 		t.Helper()
 		var out struct{ Wait waitResult }
@@ -126,7 +126,7 @@ func TestSpoolPostWait(t *testing.T) {
 }
 
 func TestSpoolPostDrain(t *testing.T) {
-	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true })
+	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true }, trustAtOnce)
 	checkWithState(t, ts, "web", "UP; port=8080; name=be_web/app1; node=lb1; weight=1/2")
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
