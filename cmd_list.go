@@ -12,7 +12,7 @@ import (
 )
 
 type listCmd struct {
-	Port      int    `short:"p" default:"3333" help:"Port of the running hacheck server."`
+	serverFlags
 	Threshold int    `default:"600" help:"Only services checked within this many seconds."`
 	Timeout   string `default:"5s" help:"How long to wait for the server."`
 	JSON      bool   `name:"json" help:"Print the server's answer as JSON."`

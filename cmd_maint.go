@@ -25,7 +25,7 @@ const (
 
 // lbFlags reach the running server for what the load balancers see of a service.
 type lbFlags struct {
-	Port    int           `short:"p" default:"3333" help:"Port of the running hacheck server, asked what the load balancers see."`
+	serverFlags
 	Wait    bool          `help:"After writing, wait until every load balancer that checks the service reports the new state."`
 	Timeout time.Duration `default:"60s" help:"How long --wait waits (exit 3 when it runs out)."`
 }

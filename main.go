@@ -49,6 +49,8 @@ type env struct {
 	sysLog func(record string)
 	// verbose: the command was given -v; what it did is said on stderr (see infof).
 	verbose bool
+	// notes are infof's lines from before -v was known, said once it is.
+	notes []string
 }
 
 // infof says on stderr what a command did or skipped, with -v only: on success the spool
@@ -64,7 +66,13 @@ type outFlags struct {
 	Verbose bool `short:"v" help:"Say what was done on stderr: the audit record, the guard's and --wait's findings."`
 }
 
-func (f outFlags) apply(e *env) { e.verbose = f.Verbose }
+func (f outFlags) apply(e *env) {
+	e.verbose = f.Verbose
+	for _, n := range e.notes {
+		e.infof("%s\n", n)
+	}
+	e.notes = nil
+}
 
 // spoolFlags is the spool location every spool command shares.
 type spoolFlags struct {

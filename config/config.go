@@ -22,6 +22,9 @@ import (
 // Each field's yaml tag is its key in the file; its want tag is what error messages say the key
 // must be.
 type Config struct {
+	// Port is where the server listens when started without -p (sockets passed by systemd win
+	// over both), and where the CLI's hadown, haup and halist ask it; default 3333.
+	Port Int `yaml:"port" want:"must be a port number from 1 to 65535"`
 	// CacheTime is how long a check result (success or failure) is reused; 0 disables the cache.
 	// Seconds (int or float) or a Go duration string such as "500ms"; default 10.
 	CacheTime Duration `yaml:"cache_time" want:"must be a number of seconds >= 0 or a duration like \"1.5s\""`
@@ -79,6 +82,8 @@ type Config struct {
 }
 
 const (
+	// DefaultPort is the server's port when neither -p nor the config file names one.
+	DefaultPort = 3333
 	// MaxCheckTimeout is the largest check_timeout; the server's write timeout is derived from
 	// it, so a check still running after a reload can always answer.
 	MaxCheckTimeout = 300 * time.Second
@@ -104,6 +109,7 @@ const (
 // Default is the configuration used without a config file; every call returns fresh slices.
 func Default() Config {
 	return Config{
+		Port:              DefaultPort,
 		CacheTime:         Duration(defaultCacheTime),
 		CheckTimeout:      Duration(defaultCheckTimeout),
 		HTTPHeadersToCopy: HeaderNames{"Host"},
@@ -181,6 +187,9 @@ func (c Config) problems() []problem {
 	}
 	item := func(top string, i int, msg string) {
 		ps = append(ps, problem{top: top, key: fmt.Sprintf("%s[%d]", top, i), msg: msg})
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		bad("port", strconv.Itoa(int(c.Port)))
 	}
 	if c.CacheTime < 0 {
 		bad("cache_time", fmtSeconds(c.CacheTime))

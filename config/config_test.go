@@ -86,6 +86,7 @@ func TestLoadConfigFixtures(t *testing.T) {
 			"lb-west":   mustPrefixes(t, "10.2.0.0/16", "2001:db8:2::/48"),
 			"lb_single": mustPrefixes(t, "10.3.0.0/16"),
 		},
+		Port:               6666,
 		AgentPort:          3334,
 		LBWindow:           Duration(45 * time.Second),
 		LBSources:          mustPrefixes(t, "10.1.0.0/16", "10.2.0.0/16"),
@@ -210,6 +211,8 @@ var badConfigs = []struct {
 	{"source network null", `source_networks: {lb: ~}`, `line 1: config key source_networks.lb: must list at least one CIDR`},
 	{"source network twice", "source_networks:\n  lb: 10.0.0.0/8\n  lb: 10.1.0.0/16", `line 3: config key source_networks: network "lb" is defined twice`},
 	{"prefix in two networks", `source_networks: {a: 10.0.0.0/8, b: 10.1.2.3/8}`, `line 1: config key source_networks.b: 10.0.0.0/8 is also listed under "a"`},
+	{"port zero", `port: 0`, `line 1: config key port: must be a port number from 1 to 65535, got 0`},
+	{"port word", `port: http`, `line 1: config key port: must be a port number from 1 to 65535, got "http"`},
 	{"agent_port too big", `agent_port: 65536`, `line 1: config key agent_port: must be a port number from 0 to 65535 (0: off), got 65536`},
 	{"lb_window zero", `lb_window: 0`, `line 1: config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got 0`},
 	{"lb_window a day", `lb_window: 24h`, `line 1: config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got 86400`},
@@ -461,7 +464,8 @@ func TestParseConfigAcceptedForms(t *testing.T) {
 
 func TestValidateNamesEveryBadField(t *testing.T) {
 	err := Config{}.Validate()
-	want := `config key check_timeout: must be a number of seconds > 0 and <= 300 or a duration like "1.5s", got 0; ` +
+	want := `config key port: must be a port number from 1 to 65535, got 0; ` +
+		`config key check_timeout: must be a number of seconds > 0 and <= 300 or a duration like "1.5s", got 0; ` +
 		`config key log_path: must be "stdout", "stderr" or a file path, got ""; ` +
 		`config key postgres_database: must be a database name of 1-63 bytes, got ""; ` +
 		`config key check_allowed_cidrs: must list at least one CIDR (0.0.0.0/0 and ::/0: any client); ` +

@@ -21,7 +21,7 @@ type RunOptions struct {
 	ConfigPath  string // "" = embedded defaults
 	SpoolRoot   string
 	BindAddress string
-	Ports       []int
+	Ports       []int // none: the config's port
 	Verbose     bool
 	Version     string
 	// Reload receives a value for every SIGHUP.
@@ -98,9 +98,14 @@ func Run(ctx context.Context, opts RunOptions, stderr io.Writer) error {
 	warnUnreadableMarks(store, logger)
 
 	listeners := inherited
+	ports := opts.Ports
+	if len(ports) == 0 {
+		ports = []int{int(cfg.Port)}
+	}
 	if listeners != nil {
 		logger.Info().Msg("serving the sockets passed by socket activation; --port and --bind-address do not apply to them")
-	} else if listeners, err = Listen(opts.BindAddress, opts.Ports); err != nil {
+		warnPortNotInherited(logger, listeners, int(cfg.Port))
+	} else if listeners, err = Listen(opts.BindAddress, ports); err != nil {
 		return err
 	}
 	addrs := make([]string, len(listeners))
@@ -219,6 +224,18 @@ func warnUnreadableMarks(store *spool.Store, logger zerolog.Logger) {
 			logger.Warn().Str("mark", m.Name()).Err(m.Err).Msg("unreadable mark counts as down")
 		}
 	}
+}
+
+// warnPortNotInherited says when the config's port, which hadown, haup and halist read to find
+// this server, is not among the sockets systemd passed: those commands would ask a port nobody
+// serves.
+func warnPortNotInherited(logger zerolog.Logger, listeners []net.Listener, port int) {
+	for _, l := range listeners {
+		if addr, ok := l.Addr().(*net.TCPAddr); ok && addr.Port == port {
+			return
+		}
+	}
+	logger.Warn().Int("port", port).Msg("config key port names a port none of the passed sockets listens on; hadown, haup and halist read it to find this server")
 }
 
 func closeAll(listeners []net.Listener) {

@@ -282,3 +282,34 @@ func TestStatusCountsBounded(t *testing.T) {
 func runtimeYield() { runtime.Gosched() }
 
 func asConfigError(err error, target **ConfigError) bool { return errors.As(err, target) }
+
+// Started without -p, the server listens on the config file's port, the one the CLI reads to
+// find it.
+func TestRunListensOnTheConfigsPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cfg := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(cfg, []byte("port: "+strconv.Itoa(port)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan []net.Listener, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, RunOptions{ConfigPath: cfg, SpoolRoot: t.TempDir(), BindAddress: "127.0.0.1", Version: "test",
+			Ready: func(ls []net.Listener) { ready <- ls }}, io.Discard)
+	}()
+	defer func() { cancel(); <-done }()
+	select {
+	case ls := <-ready:
+		if len(ls) != 1 || ls[0].Addr().(*net.TCPAddr).Port != port {
+			t.Fatalf("listening on %v, want port %d only", ls[0].Addr(), port)
+		}
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	}
+}
