@@ -17,6 +17,7 @@ var routes = []route{
 	{"GET /metrics", func(s *Server) http.Handler { return s.metrics.Handler() }},
 	{"POST /spool/{service}/{port}/status", handlerOf((*Server).handleSpoolChange)},
 	{"GET /lb/{service}", handlerOf((*Server).handleLB)},
+	{"GET /{$}", handlerOf((*Server).handleLanding)},
 }
 
 // route is one endpoint: its ServeMux pattern and how to get its handler from the server.

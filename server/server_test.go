@@ -236,7 +236,8 @@ func TestBadRequests(t *testing.T) {
 	}{
 		{"GET", "/gopher/web/80/", 404, "unknown protocol"},
 		{"GET", "/nothing-here", 404, ""},
-		{"GET", "/", 404, ""},
+		{"POST", "/", 405, ""},
+		{"GET", "/index.html", 404, ""},
 		{"GET", "/http/..%2Fetc/80/", 400, "invalid service name"},
 		{"GET", "/http/web/80000/", 400, "invalid port"},
 		{"GET", "/http/web/abc/", 400, "invalid port"},
