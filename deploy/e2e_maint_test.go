@@ -112,13 +112,25 @@ type maintSetup struct {
 	app1, app2, solo *maintApp
 }
 
-func startMaintSetup(t *testing.T) *maintSetup {
+// startMaintSetup starts it all; extraConfig is appended to hacheck's config file.
+func startMaintSetup(t *testing.T, extraConfig ...string) *maintSetup {
 	t.Helper()
 	haproxyBin := requireTool(t, "haproxy", "/usr/sbin/haproxy")
 	bin := hacheckBin(t)
 	dir := t.TempDir()
 	s := &maintSetup{app1: newMaintApp(t, "app1"), app2: newMaintApp(t, "app2"), solo: newMaintApp(t, "solo1")}
-	s.hc = startHacheck(t, bin, filepath.Join(dir, "spool"), writeHacheckConfig(t, dir), 0)
+	config := writeHacheckConfig(t, dir)
+	if len(extraConfig) > 0 {
+		f, err := os.OpenFile(config, os.O_APPEND|os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.WriteString(strings.Join(extraConfig, ""))
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.hc = startHacheck(t, bin, filepath.Join(dir, "spool"), config, 0)
 	for _, node := range []string{"lb1", "lb2"} {
 		hp, front := startHAProxy(t, haproxyBin, func(sock string, front int) string {
 			var b bytes.Buffer
