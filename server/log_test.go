@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
 
@@ -322,5 +323,32 @@ func TestIsTerminal(t *testing.T) {
 	defer w.Close()
 	if isTerminal(w) {
 		t.Error("a pipe (journald, docker) counted as a terminal")
+	}
+}
+
+// brokenCollector fails every scrape.
+type brokenCollector struct{ desc *prometheus.Desc }
+
+func (c brokenCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c brokenCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.NewInvalidMetric(c.desc, errors.New("broken on purpose"))
+}
+
+// What goes wrong gathering /metrics is in the server's log (log_path), after a reload's new
+// logger too, never only on the standard logger; the scrape still answers.
+func TestMetricsErrorsGoToTheServerLog(t *testing.T) {
+	var first, second lockedBuffer
+	ts := startServer(t, nil)
+	ts.metrics.Registry().MustRegister(brokenCollector{prometheus.NewDesc("hacheck_test_broken", "Broken on purpose.", nil, nil)})
+	for _, logs := range []*lockedBuffer{&first, &second} {
+		ts.SetLogger(zerolog.New(logs))
+		if code, body, _ := ts.get(t, "/metrics"); code != 200 || !strings.Contains(body, "hacheck_build_info") {
+			t.Fatalf("GET /metrics with a broken collector: %d", code)
+		}
+		if logs.lines(`"level":"error"`) != 1 || logs.lines("broken on purpose") != 1 {
+			logs.mu.Lock()
+			t.Errorf("server log: %q; want one error line naming the collector's error", logs.buf.String())
+			logs.mu.Unlock()
+		}
 	}
 }

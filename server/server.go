@@ -7,6 +7,7 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -91,7 +92,9 @@ func New(cfg config.Config, opts Options) *Server {
 		timeouts: defaultTimeouts,
 	}
 	s.log.Store(&opts.Logger)
-	s.metrics = metrics.New(opts.Store, opts.Version, metricsOptions(cfg))
+	mopts := metricsOptions(cfg)
+	mopts.ErrorLog = metricsErrorLog{s}
+	s.metrics = metrics.New(opts.Store, opts.Version, mopts)
 	s.pipeline = check.NewPipeline(opts.Store, pipelineSettings(cfg, opts.Version), s.metrics)
 	s.lb = lb.NewTracker(s.lbOptions(cfg))
 	s.metrics.Registry().MustRegister(lb.NewCollector(s.lb))
@@ -126,6 +129,16 @@ func metricsOptions(cfg config.Config) metrics.Options {
 }
 
 func (s *Server) logger() *zerolog.Logger { return s.log.Load() }
+
+// metricsErrorLog sends what goes wrong gathering or serving /metrics (a failing collector, a
+// scraper gone mid-answer) to the server's log, the one log_path names, whichever logger a
+// reload has set since.
+type metricsErrorLog struct{ s *Server }
+
+// Println implements promhttp.Logger.
+func (l metricsErrorLog) Println(v ...any) {
+	l.s.logger().Error().Msg(strings.TrimSuffix(fmt.Sprintln(v...), "\n"))
+}
 
 // Pipeline is the server's check pipeline.
 func (s *Server) Pipeline() *check.Pipeline { return s.pipeline }
