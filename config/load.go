@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/hacheck/hacheck/internal/editdist"
 )
 
 // Load reads and parses the YAML file at path; path "" means Default. Errors and warnings are
@@ -320,25 +322,11 @@ func suggestKey(name string) string {
 	return best
 }
 
+// keyEditDistance is the edit distance of a key as written to a known key; a key longer than
+// any known one is not a typo of one, and is not worth the quadratic cost.
 func keyEditDistance(a, b string) int {
 	if len(a) > 64 || len(b) > 64 {
 		return math.MaxInt
 	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return editdist.Levenshtein(a, b)
 }

@@ -31,6 +31,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/hacheck/hacheck/check"
+	"github.com/hacheck/hacheck/internal/editdist"
 	"github.com/hacheck/hacheck/lb"
 	"github.com/hacheck/hacheck/metrics"
 	"github.com/hacheck/hacheck/spool"
@@ -859,7 +860,7 @@ func suggest(ex exported, name string) string {
 		if strings.HasPrefix(s, "hacheck_") {
 			all = append(all, s)
 		}
-		if d := editDistance(name, s); d < bestDist || d == bestDist && s < best {
+		if d := editdist.Levenshtein(name, s); d < bestDist || d == bestDist && s < best {
 			best, bestDist = s, d
 		}
 	}
@@ -868,27 +869,6 @@ func suggest(ex exported, name string) string {
 	}
 	sort.Strings(all)
 	return "; hacheck exports " + strings.Join(all, ", ")
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func labelNames(labels map[string]bool) string {
