@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"text/template"
@@ -51,7 +52,7 @@ backend be_db
 `))
 
 // TestLandingPageInABrowser opens hacheck's landing page in a real browser (Debian's chromium,
-// headless) with two marks in the spool (one whose reason is a script) and a real HAProxy
+// headless) and a text browser (w3m) with two marks in the spool (one whose reason is a script) and a real HAProxy
 // checking three services: the page shows the marks, the checks and the load balancer's
 // report, the script shows as text, and a screenshot is saved under the test's temp dir
 // (HACHECK_SCREENSHOT_DIR, if set, keeps a copy).
@@ -104,6 +105,23 @@ func TestLandingPageInABrowser(t *testing.T) {
 	}
 	if strings.Contains(dom, "<script") {
 		t.Errorf("the browser's DOM has a script element:\n%s", dom)
+	}
+
+	// A text browser: the tables read as rows, the script reason as its characters.
+	w3m := requireTool(t, "w3m", "/usr/bin/w3m")
+	text, err := exec.Command(w3m, "-dump", "-cols", "200", hc.url("/")).Output()
+	if err != nil {
+		t.Fatalf("w3m -dump: %v", err)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`\napi +8080 +drain +deploy by bob & co +20`),
+		regexp.MustCompile(`\nweb +all ports +down +` + regexp.QuoteMeta(hostile) + ` +20`),
+		regexp.MustCompile(`\ndb +lb-e2e +be_db/db1 +3306 +UP +1/1`),
+		regexp.MustCompile(`Metrics \| Status \| Recent checks`),
+	} {
+		if !want.Match(text) {
+			t.Errorf("w3m -dump lacks %s:\n%s", want, text)
+		}
 	}
 
 	shot := filepath.Join(dir, "landing.png")
