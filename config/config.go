@@ -267,11 +267,11 @@ func (c Config) problems() []problem {
 
 // problems also refuses one prefix under two names: which name a source got would depend on
 // map order.
-func (n Networks) problems() []problem {
+func (nw Networks) problems() []problem {
 	const top = "source_networks"
 	var ps []problem
-	names := make([]string, 0, len(n))
-	for name := range n {
+	names := make([]string, 0, len(nw))
+	for name := range nw {
 		names = append(names, name)
 	}
 	sort.Strings(names)
@@ -282,10 +282,10 @@ func (n Networks) problems() []problem {
 			continue
 		}
 		key := top + "." + name
-		if len(n[name]) == 0 {
+		if len(nw[name]) == 0 {
 			ps = append(ps, problem{top: top, key: key, msg: "must list at least one CIDR"})
 		}
-		for i, p := range n[name] {
+		for i, p := range nw[name] {
 			switch prev, taken := owner[p]; {
 			case !p.IsValid():
 				ps = append(ps, problem{top: top, key: fmt.Sprintf("%s[%d]", key, i), msg: wantCIDR + ", got an invalid prefix"})

@@ -90,7 +90,7 @@ type Waiter struct {
 
 type runStart struct{ since, first float64 }
 
-// New starts waiting for c.
+// NewWaiter starts waiting for c.
 func NewWaiter(c Change) *Waiter {
 	return &Waiter{
 		change: c,
