@@ -2,16 +2,21 @@ package deploy_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"text/template"
 	"time"
 
+	"github.com/hacheck/hacheck/lb"
 	"github.com/hacheck/hacheck/spool"
 )
 
@@ -110,4 +115,80 @@ func TestHAProxyAgentCheck(t *testing.T) {
 	hp.waitState(t, settle, "app1 in DRAIN by the agent", both(state(web, "DRAIN (agent)", "10"), state(api, "UP", "10")))
 	hc.cli(t, "haup", "web")
 	hp.waitState(t, settle, "app1 back UP after the drain", both(state(web, "UP", "10"), state(api, "UP", "10")))
+}
+
+// TestHAProxyAgentUnderIdleCrowd: another host holds 300 idle connections to the agent port,
+// opening a new one whenever one is closed, and HAProxy's agent checks are still answered, in
+// time for a down mark to put the server in MAINT.
+func TestHAProxyAgentUnderIdleCrowd(t *testing.T) {
+	haproxyBin := requireTool(t, "haproxy", "/usr/sbin/haproxy")
+	bin := hacheckBin(t)
+	dir := t.TempDir()
+	agentPort := freePort(t)
+	cfg := filepath.Join(dir, "hacheck.yml")
+	if err := os.WriteFile(cfg, []byte("log_path: stderr\nagent_port: "+strconv.Itoa(agentPort)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hc := startHacheck(t, bin, filepath.Join(dir, "spool"), cfg, 0)
+	app1, app2 := newBackendApp(t, "app1"), newBackendApp(t, "app2")
+	hp, _ := startHAProxy(t, haproxyBin, func(sock string, front int) string {
+		var b bytes.Buffer
+		err := agentTemplate.Execute(&b, map[string]any{"Sock": sock, "Front": front, "Agent": agentPort,
+			"App1": app1.port(), "App2": app2.port()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	})
+	agent := func() (lb.Agent, bool) {
+		resp, err := http.Get(hc.url("/lb/web"))
+		if err != nil {
+			return lb.Agent{}, false
+		}
+		defer resp.Body.Close()
+		var snap lb.Snapshot
+		if json.NewDecoder(resp.Body).Decode(&snap) != nil || len(snap.Agents) != 1 {
+			return lb.Agent{}, false
+		}
+		return snap.Agents[0], true
+	}
+	waitFor(t, 10*time.Second, "HAProxy's agent counted", func() (bool, string) {
+		_, ok := agent()
+		return ok, ""
+	})
+
+	// The crowd: 300 connections from 127.0.0.2 that send nothing, kept at 300.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: time.Second}
+	for range 300 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				c, err := d.DialContext(ctx, "tcp", "127.0.0.1:"+strconv.Itoa(agentPort))
+				if err != nil {
+					continue
+				}
+				stop := context.AfterFunc(ctx, func() { c.Close() })
+				io.Copy(io.Discard, c) // until hacheck closes it
+				stop()
+				c.Close()
+			}
+		})
+	}
+	before, _ := agent()
+	hc.cli(t, "hadown", "-r", "crowd", "web")
+	hp.waitState(t, 10*time.Second, "app1 in MAINT by the agent, with the crowd", func(st stats) bool { return st["be_agent/app1"].status() == "MAINT" })
+	// Let the crowd go on for a while, then count HAProxy's polls answered (agent-inter 200ms).
+	var after lb.Agent
+	waitFor(t, 20*time.Second, "3 s of HAProxy's polls", func() (bool, string) {
+		after, _ = agent()
+		return after.LastSeen-before.LastSeen >= 3, fmt.Sprintf("%+v", after)
+	})
+	polls := (after.LastSeen - before.LastSeen) / 0.2
+	answered := after.Reports - before.Reports
+	t.Logf("with 300 idle connections: %d of about %.0f agent polls answered", answered, polls)
+	if float64(answered) < polls/2 {
+		t.Errorf("with 300 idle connections, %d of about %.0f agent polls were answered", answered, polls)
+	}
 }

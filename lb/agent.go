@@ -116,9 +116,15 @@ const (
 	DefaultAgentReadTimeout = 100 * time.Millisecond
 	// DefaultAgentWriteTimeout bounds writing the reply.
 	DefaultAgentWriteTimeout = time.Second
-	// DefaultAgentMaxConns bounds the connections served at once; more are closed unanswered,
-	// which HAProxy counts as a failed agent check, and that changes nothing.
+	// DefaultAgentMaxConns bounds the connections held at once. A new connection is always
+	// taken: when the bound is reached, the one held longest while waiting for its request (or
+	// for the client to close after the reply) is closed to make room. HAProxy sends its
+	// request as it connects and closes as it has the reply, so its connections are never
+	// the ones held longest; idle or slow clients only push out each other.
 	DefaultAgentMaxConns = 256
+	// DefaultAgentMaxPerSource bounds the connections of one client address the same way, so
+	// that one host holding hundreds of idle connections keeps most of the room free.
+	DefaultAgentMaxPerSource = 32
 )
 
 // AgentServer answers HAProxy's agent checks from the spool: one line per connection, then close.
@@ -136,19 +142,15 @@ type AgentServer struct {
 	Tracker *Tracker               // when set, every reply is recorded (RecordAgent)
 	Logger  func() *zerolog.Logger // when set, unusable requests are logged at debug
 	Now     func() time.Time       // nil: time.Now
-	// ReadTimeout, WriteTimeout and MaxConns: 0 means the defaults above.
+	// ReadTimeout, WriteTimeout, MaxConns and MaxPerSource: 0 means the defaults above.
 	ReadTimeout, WriteTimeout time.Duration
-	MaxConns                  int
+	MaxConns, MaxPerSource    int
 }
 
 // Serve answers every connection l accepts until ctx is cancelled or l fails; it closes l and
 // returns once every connection it started is done. The error is nil after ctx is cancelled.
 func (a *AgentServer) Serve(ctx context.Context, l net.Listener) error {
-	maxConns := a.MaxConns
-	if maxConns <= 0 {
-		maxConns = DefaultAgentMaxConns
-	}
-	slots := make(chan struct{}, maxConns)
+	held := newHeldConns(a.MaxConns, a.MaxPerSource)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { l.Close() })
@@ -175,23 +177,25 @@ func (a *AgentServer) Serve(ctx context.Context, l net.Listener) error {
 			return err
 		}
 		backoff = 5 * time.Millisecond
-		select {
-		case slots <- struct{}{}:
-		default:
-			c.Close()
-			continue
+		h := held.add(c)
+		if h == nil {
+			continue // no room, and nobody waiting to make it: closed
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-slots }()
-			a.ServeConn(c)
+			defer held.remove(h)
+			a.serveConn(c, h)
 		}()
 	}
 }
 
 // ServeConn answers one agent-check connection and closes it.
-func (a *AgentServer) ServeConn(c net.Conn) {
+func (a *AgentServer) ServeConn(c net.Conn) { a.serveConn(c, nil) }
+
+// serveConn answers c; h, when set, is c's entry in the held connections, marked waiting while
+// c waits on its client.
+func (a *AgentServer) serveConn(c net.Conn, h *heldConn) {
 	defer c.Close()
 	if a.Allow != nil && !a.Allow(remoteAddr(c)) {
 		return
@@ -206,6 +210,9 @@ func (a *AgentServer) ServeConn(c net.Conn) {
 	}
 	c.SetReadDeadline(time.Now().Add(readTimeout))
 	line, complete, overlong := readLine(c, MaxRequestBytes)
+	if !h.busy() {
+		return // closed to make room for another while it waited
+	}
 	service, port, ok := ParseRequest(line)
 	if !ok {
 		if (complete || overlong || line != "") && a.Logger != nil {
@@ -232,6 +239,7 @@ func (a *AgentServer) ServeConn(c net.Conn) {
 	// as it has the reply, which ends the drain at once.
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
+		h.wait()
 		c.SetReadDeadline(time.Now().Add(readTimeout))
 		io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 	}

@@ -234,6 +234,41 @@ func TestAgentServer(t *testing.T) {
 	}
 }
 
+// TestAgentServerIdleCrowd: hundreds of connections that send nothing and never close, from
+// another address or from the agent's own, never keep a real agent from its answer. The read
+// window is long here, so that the idle ones hold on for the whole test unless made room for.
+func TestAgentServerIdleCrowd(t *testing.T) {
+	for _, from := range []string{"127.0.0.2", "127.0.0.1"} {
+		t.Run("from "+from, func(t *testing.T) {
+			sp := &fakeSpool{}
+			addr := startAgent(t, &AgentServer{Lookup: sp.lookup, ReadTimeout: time.Minute})
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+			var idle []net.Conn
+			t.Cleanup(func() {
+				for _, c := range idle {
+					c.Close()
+				}
+			})
+			for range 300 {
+				c, err := d.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				idle = append(idle, c)
+			}
+			answered := 0
+			for range 50 {
+				if got := ask(t, addr, "web\n"); got == "ready 100%\n" {
+					answered++
+				}
+			}
+			if answered != 50 {
+				t.Errorf("with 300 idle connections open, %d of 50 requests answered", answered)
+			}
+		})
+	}
+}
+
 // TestAgentServerManyClients: more clients at once than MaxConns, and slow ones that send
 // nothing, never stop the server answering later ones.
 func TestAgentServerManyClients(t *testing.T) {

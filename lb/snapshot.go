@@ -45,6 +45,9 @@ type Server struct {
 	// are 0 from a server that predates them.
 	StateSince      float64 `json:"state_since"`
 	IntervalSeconds float64 `json:"interval_seconds"`
+	// Reports counts the line's checks since it began reporting (none more than the window
+	// apart).
+	Reports int `json:"reports"`
 }
 
 // Backend is the backend part of s.Server.
@@ -65,4 +68,5 @@ type Agent struct {
 	// IntervalSeconds the mean time between its polls. Both are 0 from an older server.
 	ReplySince      float64 `json:"reply_since"`
 	IntervalSeconds float64 `json:"interval_seconds"`
+	Reports         int     `json:"reports"` // polls answered since it began polling
 }

@@ -477,7 +477,7 @@ func (t *Tracker) Snapshot(service string, port int, now time.Time) Snapshot {
 				State: st.Word, Counters: st.Counters, Weight: st.Weight, TotalWeight: st.TotalWeight,
 				Scur: st.Scur, BackendScur: st.BackendScur,
 				LastSeen: unixSeconds(e.seen), AgeSeconds: now.Sub(e.seen).Seconds(),
-				StateSince: unixSeconds(e.since), IntervalSeconds: e.interval(),
+				StateSince: unixSeconds(e.since), IntervalSeconds: e.interval(), Reports: e.reports,
 			})
 		}
 		for _, e := range s.agents {
@@ -490,7 +490,7 @@ func (t *Tracker) Snapshot(service string, port int, now time.Time) Snapshot {
 			}
 			snap.Agents = append(snap.Agents, Agent{Port: e.line.port, Source: addrText(e.line.source), Reply: e.reply,
 				LastSeen: unixSeconds(e.seen), AgeSeconds: now.Sub(e.seen).Seconds(),
-				ReplySince: unixSeconds(e.since), IntervalSeconds: e.interval()})
+				ReplySince: unixSeconds(e.since), IntervalSeconds: e.interval(), Reports: e.reports})
 		}
 	}
 	t.mu.Unlock()

@@ -168,22 +168,23 @@ func TestTrackerSnapshot(t *testing.T) {
 
 	now := t0.Add(3 * time.Second)
 	got := tr.Snapshot("web", 0, now)
-	line := func(port int, node, server, source, state, counters string, seen, since time.Time, interval float64) Server {
+	line := func(port int, node, server, source, state, counters string, seen, since time.Time, interval float64, reports int) Server {
 		return Server{Port: port, Node: node, Server: server, Source: source, State: state, Counters: counters,
 			Weight: 1, TotalWeight: 2, Scur: 3, BackendScur: 5,
-			LastSeen: unixSeconds(seen), AgeSeconds: now.Sub(seen).Seconds(), StateSince: unixSeconds(since), IntervalSeconds: interval}
+			LastSeen: unixSeconds(seen), AgeSeconds: now.Sub(seen).Seconds(), StateSince: unixSeconds(since), IntervalSeconds: interval,
+			Reports: reports}
 	}
 	t1 := t0.Add(time.Second)
 	want := Snapshot{Service: "web", WindowSeconds: 30, Now: unixSeconds(now),
 		Servers: []Server{
-			line(8080, "lb1", "be/w1", "10.0.0.1", "DOWN", "", t0.Add(2*time.Second), t0.Add(2*time.Second), 2.0/3),
-			line(9090, "lb1", "be/w1", "10.0.0.1", "NOLB", "", t1, t0, 0.5),
-			line(8080, "lb2", "be/w1", "10.0.0.2", "UP", "", t1, t0, 0.5),
+			line(8080, "lb1", "be/w1", "10.0.0.1", "DOWN", "", t0.Add(2*time.Second), t0.Add(2*time.Second), 2.0/3, 4),
+			line(9090, "lb1", "be/w1", "10.0.0.1", "NOLB", "", t1, t0, 0.5, 3),
+			line(8080, "lb2", "be/w1", "10.0.0.2", "UP", "", t1, t0, 0.5, 3),
 		},
 		Agents: []Agent{
-			{Port: 0, Source: "10.0.0.2", Reply: "maint # deploy", LastSeen: unixSeconds(t1), AgeSeconds: 2, ReplySince: unixSeconds(t0), IntervalSeconds: 0.5},
+			{Port: 0, Source: "10.0.0.2", Reply: "maint # deploy", LastSeen: unixSeconds(t1), AgeSeconds: 2, ReplySince: unixSeconds(t0), IntervalSeconds: 0.5, Reports: 3},
 			{Port: 8080, Source: "10.0.0.1", Reply: "drain", LastSeen: unixSeconds(t0.Add(2 * time.Second)), AgeSeconds: 1,
-				ReplySince: unixSeconds(t0.Add(2 * time.Second)), IntervalSeconds: 2.0 / 3},
+				ReplySince: unixSeconds(t0.Add(2 * time.Second)), IntervalSeconds: 2.0 / 3, Reports: 4},
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
