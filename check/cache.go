@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hacheck/hacheck/internal/published"
 )
 
 // Cache holds check results for their TTL and coalesces concurrent misses: however many
@@ -14,11 +16,11 @@ import (
 // monotonic clock (time.Now's reading), so wall-clock jumps neither extend nor cut a TTL.
 //
 // Every check request reads the cache, from every CPU at once, so hits take no lock: they look
-// the key up in an immutable map published through an atomic pointer. A key's entry is created once
-// and its state swapped in place on every refresh, so the published map only needs to change
-// when keys are added or swept; a new key becomes visible there after a number of slower
-// lookups proportional to the cache's size, which keeps republishing amortised O(1) (the
-// scheme of sync.Map, with string keys that need no allocation to look up).
+// the key up in the published copy of the entries (package published). A key's entry is created
+// once and its state swapped in place on every refresh, so the published map only needs to
+// change when keys are added or swept; a new key becomes visible there after a number of slower
+// lookups proportional to the cache's size. Keys are strings looked up with m[string(b)], which
+// allocates nothing.
 //
 // Clients choose keys (service names, queries), so the cache holds at most MaxCacheEntries
 // keys and MaxCacheBytes of keys and results. Once full, it keeps the keys asked for again and again (the load balancers' checks) over
@@ -28,14 +30,13 @@ import (
 // the hand takes the first entry it finds at zero). A key that is not cached still has its
 // concurrent requests share one upstream check.
 type Cache struct {
-	read atomic.Pointer[map[string]*cacheEntry] // published, never modified
+	read published.Map[string, *cacheEntry] // entries, for lookups without mu
 
-	mu          sync.Mutex
-	entries     map[string]*cacheEntry // authoritative; guarded by mu
-	ring        []*cacheEntry          // the same entries, in the order eviction visits them
-	hand        int                    // the next ring slot eviction looks at
-	unpublished int                    // lookups that needed entries, since the last publish
-	lastSweep   time.Time
+	mu        sync.Mutex
+	entries   map[string]*cacheEntry // authoritative; guarded by mu
+	ring      []*cacheEntry          // the same entries, in the order eviction visits them
+	hand      int                    // the next ring slot eviction looks at
+	lastSweep time.Time
 	// inflight are the running checks of keys the full cache did not take, for their
 	// concurrent requests to join: it holds only checks in progress, so it is bounded by the
 	// requests being served.
@@ -114,7 +115,7 @@ func newCache(clock func() time.Time) *Cache {
 		seed:      maphash.MakeSeed(),
 		clock:     clock,
 	}
-	c.publishLocked()
+	c.read.Publish(c.entries)
 	return c
 }
 
@@ -128,7 +129,7 @@ func newCache(clock func() time.Time) *Cache {
 // unhealthy the first time): transitions are logged once, by that caller. memo is the key's
 // entry's memo (nil when the cache is full and did not keep the key).
 func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, fill func() Result) (result Result, kind CacheResult, changed bool, memo *Memo) {
-	if e := (*c.read.Load())[string(key)]; e != nil {
+	if e := c.read.Load()[string(key)]; e != nil {
 		if st := e.state.Load(); st != nil {
 			if v := decide(st, now, bypass); v != mustCheck {
 				if n := e.uses.Load(); n < maxUses {
@@ -163,9 +164,7 @@ func (c *Cache) Get(key []byte, now time.Time, ttl time.Duration, bypass bool, f
 	if n := e.uses.Load(); n < maxUses {
 		e.uses.Store(n + 1)
 	}
-	if c.unpublished++; c.unpublished > len(c.entries)/4 {
-		c.publishLocked()
-	}
+	c.read.Missed(c.entries)
 	previous := e.state.Load()
 	st := &entryState{done: make(chan struct{})}
 	if previous != nil {
@@ -302,16 +301,6 @@ func (c *Cache) serve(st *entryState, v verdict) (Result, CacheResult) {
 	}
 }
 
-// publishLocked makes the lock-free map a copy of entries. Callers hold mu.
-func (c *Cache) publishLocked() {
-	m := make(map[string]*cacheEntry, len(c.entries))
-	for k, e := range c.entries {
-		m[k] = e
-	}
-	c.read.Store(&m)
-	c.unpublished = 0
-}
-
 // MaxCacheEntries bounds the cache: keys are partly chosen by clients (service names, queries),
 // so without a bound anyone could grow it. A host's real checks are services × ports × paths,
 // rarely more than a few thousand.
@@ -350,7 +339,7 @@ func (c *Cache) sweepExpiredLocked(now time.Time, grace time.Duration) {
 		}
 	}
 	if swept {
-		c.publishLocked() // so the swept entries can be freed
+		c.read.Publish(c.entries) // so the swept entries can be freed
 	}
 }
 

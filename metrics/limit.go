@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hacheck/hacheck/internal/published"
 )
 
 // limiter admits at most max distinct keys, each with a value made once at admission. Admitted
@@ -54,28 +56,20 @@ func (l *limiter[K, V]) get(key K, create func(K) V) (v V, ok bool) {
 }
 
 // readMostly is a map for keys that are added rarely and read on every request from every
-// core. Reads look the key up in an immutable map published through an atomic pointer: no lock,
-// no shared write, and a plain Go map lookup rather than sync.Map's hash trie, whose nodes cost
-// a cache miss each once thousands of keys are spread through memory. New keys go to the
-// locked map first and are published after a number of locked lookups proportional to its
-// size, which keeps publishing amortised O(1) per lookup (sync.Map's own scheme).
+// core: reads look in its published copy (package published), without a lock; new keys go to
+// the locked map first.
 type readMostly[K comparable, V any] struct {
-	read        atomic.Pointer[map[K]V]
-	dirty       atomic.Bool // all holds keys read does not; written under mu
-	mu          sync.Mutex
-	all         map[K]V // every key; guarded by mu
-	unpublished int     // locked lookups since the last publish
+	read  published.Map[K, V]
+	dirty atomic.Bool // all holds keys read does not; written under mu
+	mu    sync.Mutex
+	all   map[K]V // every key; guarded by mu
 }
 
 // loadPublished looks in the published map only: no lock, but a key stored recently may not
 // be there yet (dirty says whether any is missing).
 func (r *readMostly[K, V]) loadPublished(key K) (V, bool) {
-	if m := r.read.Load(); m != nil {
-		v, ok := (*m)[key]
-		return v, ok
-	}
-	var zero V
-	return zero, false
+	v, ok := r.read.Load()[key]
+	return v, ok
 }
 
 // loadOrStore returns the value for key, storing the one make returns (when its ok is true)
@@ -104,15 +98,15 @@ func (r *readMostly[K, V]) loadOrStore(key K, make func() (V, bool)) (V, bool) {
 }
 
 func (r *readMostly[K, V]) notePublishedMissLocked() {
-	if r.unpublished++; r.unpublished > len(r.all)/4 {
-		r.publishLocked()
+	if r.read.Missed(r.all) {
+		r.dirty.Store(false) // after the publish: see limiter.get
 	}
 }
 
+// publishLocked publishes every key; the published map is stored before dirty is cleared (see
+// limiter.get).
 func (r *readMostly[K, V]) publishLocked() {
-	published := maps.Clone(r.all)
-	r.read.Store(&published)
-	r.unpublished = 0
+	r.read.Publish(r.all)
 	r.dirty.Store(false)
 }
 
