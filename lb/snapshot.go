@@ -1,6 +1,12 @@
 package lb
 
-import "strings"
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
 
 // Snapshot is what GET /lb/<service> answers: every established load balancer server line that
 // checked the service within the window, and every agent reply given for it within the window
@@ -69,4 +75,98 @@ type Agent struct {
 	ReplySince      float64 `json:"reply_since"`
 	IntervalSeconds float64 `json:"interval_seconds"`
 	Reports         int     `json:"reports"` // polls answered since it began polling
+}
+
+// Snapshot is what the established reporters said of service within the window before now:
+// every port, or only port when port is not 0. The lists are empty, not nil, when nothing was
+// seen; each holds at most 1,000 entries (Omitted counts the rest).
+func (t *Tracker) Snapshot(service string, port int, now time.Time) Snapshot {
+	window := t.Window()
+	oldest := now.Add(-window)
+	snap := Snapshot{Service: service, WindowSeconds: window.Seconds(), Now: unixSeconds(now),
+		Servers: []Server{}, Agents: []Agent{}}
+	t.mu.Lock()
+	if s := t.services[service]; s != nil {
+		for _, e := range s.lines {
+			if (port != 0 && e.line.port != port) || e.seen.Before(oldest) {
+				continue
+			}
+			if !e.established {
+				snap.Unconfirmed++
+				continue
+			}
+			st := e.state
+			snap.Servers = append(snap.Servers, Server{
+				Port: e.line.port, Node: e.line.node, Server: e.line.backend + "/" + e.line.server, Source: addrText(e.line.source),
+				State: st.Word, Counters: st.Counters, Weight: st.Weight, TotalWeight: st.TotalWeight,
+				Scur: st.Scur, BackendScur: st.BackendScur,
+				LastSeen: unixSeconds(e.seen), AgeSeconds: now.Sub(e.seen).Seconds(),
+				StateSince: unixSeconds(e.since), IntervalSeconds: e.interval(), Reports: e.reports,
+			})
+		}
+		for _, e := range s.agents {
+			if (port != 0 && e.line.port != port) || e.seen.Before(oldest) {
+				continue
+			}
+			if !e.established {
+				snap.Unconfirmed++
+				continue
+			}
+			snap.Agents = append(snap.Agents, Agent{Port: e.line.port, Source: addrText(e.line.source), Reply: e.reply,
+				LastSeen: unixSeconds(e.seen), AgeSeconds: now.Sub(e.seen).Seconds(),
+				ReplySince: unixSeconds(e.since), IntervalSeconds: e.interval(), Reports: e.reports})
+		}
+	}
+	t.mu.Unlock()
+	slices.SortFunc(snap.Servers, func(a, b Server) int {
+		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.Server, b.Server),
+			cmp.Compare(a.Port, b.Port), cmp.Compare(a.Source, b.Source))
+	})
+	slices.SortFunc(snap.Agents, func(a, b Agent) int {
+		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Source, b.Source))
+	})
+	if n := len(snap.Servers); n > maxSnapshotEntries {
+		snap.Omitted += n - maxSnapshotEntries
+		snap.Servers = snap.Servers[:maxSnapshotEntries]
+	}
+	if n := len(snap.Agents); n > maxSnapshotEntries {
+		snap.Omitted += n - maxSnapshotEntries
+		snap.Agents = snap.Agents[:maxSnapshotEntries]
+	}
+	return snap
+}
+
+// StateCounts counts the established server lines seen within the window before now, per
+// service and state label (WordLabel), every port together.
+func (t *Tracker) StateCounts(now time.Time) map[string]map[string]int {
+	oldest := now.Add(-t.Window())
+	counts := map[string]map[string]int{}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for name, s := range t.services {
+		for _, e := range s.lines {
+			if !e.established || e.seen.Before(oldest) {
+				continue
+			}
+			byState := counts[name]
+			if byState == nil {
+				byState = map[string]int{}
+				counts[name] = byState
+			}
+			byState[WordLabel(e.state.Word)]++
+		}
+	}
+	return counts
+}
+
+func addrText(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// unixSeconds avoids UnixNano, which overflows after the year 2262.
+func unixSeconds(t time.Time) float64 {
+	return float64(t.Unix()) + float64(t.Nanosecond())/1e9
 }

@@ -1,7 +1,8 @@
 // Package lb is what the load balancers see of this host: the X-Haproxy-Server-State header
 // every HAProxy check carries (parsed, and kept per service and port for a short window), the
-// replies of the agent-check listener, the JSON types GET /lb/<service> serves and the CLI
-// decodes, and the disruption guard both of them apply.
+// agent-check grammar (what an agent asks and is told) and the replies it was given, the JSON
+// types GET /lb/<service> serves and the CLI decodes, and the disruption guard both of them
+// apply.
 package lb
 
 import (

@@ -1,13 +1,14 @@
 package lb
 
 import (
-	"cmp"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hacheck/hacheck/internal/hostaddr"
 )
 
 // Defaults for Options fields left at zero (or negative).
@@ -36,7 +37,7 @@ const (
 )
 
 // The budget's shares. Reporters not yet established (newcomers) may hold a quarter of the
-// budget, those of one source (an address; for IPv6 its /64) a quarter of that; a source at
+// budget, those of one source (a host: hostaddr.Prefix) a quarter of that; a source at
 // its share makes room by dropping its own least recently seen newcomer, which is never a
 // load balancer that is checking: that one reports every few seconds. Established reporters
 // hold the rest and are never pushed out: they leave only by falling out of the window. So
@@ -146,12 +147,6 @@ type entry struct {
 	established        bool
 	list               *newcomerList // a newcomer's source list
 	prev, next         *entry
-}
-
-type newcomerList struct {
-	key        netip.Prefix
-	head, tail *entry
-	bytes      int
 }
 
 // NewTracker returns an empty tracker.
@@ -308,7 +303,7 @@ func (t *Tracker) insert(name string, e *entry, now time.Time, opts *Options) {
 	sourceShare := newShare / perSourceShareDiv
 	e.hash = t.sketch.hash(name, e)
 	count := t.sketch.add(e.hash)
-	key := sourceKey(e.line.source)
+	key := hostaddr.Prefix(e.line.source)
 	l := t.newcomers[key]
 	if l == nil {
 		l = &newcomerList{key: key}
@@ -390,159 +385,10 @@ func (t *Tracker) sweep(oldest time.Time) {
 	}
 }
 
-// victimScan is how many of a source's least recently seen newcomers are looked at for one to
-// make room: enough to find a one-off among a few real lines, few enough to stay cheap.
-const victimScan = 8
-
-// victim is who makes room among l's least recently seen newcomers: one gone for longer than
-// the window, else the one that reported least often.
-func (l *newcomerList) victim(sk *sketch, oldest time.Time) *entry {
-	best, bestCount := l.head, -1
-	for e, i := l.head, 0; e != nil && i < victimScan; e, i = e.next, i+1 {
-		if e.seen.Before(oldest) {
-			return e
-		}
-		if c := sk.count(e.hash); bestCount < 0 || c < bestCount {
-			best, bestCount = e, c
-		}
-	}
-	return best
-}
-
-func (l *newcomerList) push(e *entry) {
-	e.list, e.prev, e.next = l, l.tail, nil
-	if l.tail != nil {
-		l.tail.next = e
-	} else {
-		l.head = e
-	}
-	l.tail = e
-	l.bytes += e.cost
-}
-
-func (l *newcomerList) unlink(e *entry) {
-	if e.prev != nil {
-		e.prev.next = e.next
-	} else {
-		l.head = e.next
-	}
-	if e.next != nil {
-		e.next.prev = e.prev
-	} else {
-		l.tail = e.prev
-	}
-	e.prev, e.next = nil, nil
-	l.bytes -= e.cost
-}
-
-// sourceKey is who shares a newcomer share: one IPv4 address, or one IPv6 /64, the least a
-// single host is usually given.
-func sourceKey(a netip.Addr) netip.Prefix {
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p
-	}
-	return netip.PrefixFrom(a, a.BitLen())
-}
-
 // interval is the mean time between the entry's reports: its load balancer's check interval.
 func (e *entry) interval() float64 {
 	if e.reports < 2 {
 		return 0
 	}
 	return e.seen.Sub(e.first).Seconds() / float64(e.reports-1)
-}
-
-// Snapshot is what the established reporters said of service within the window before now:
-// every port, or only port when port is not 0. The lists are empty, not nil, when nothing was
-// seen; each holds at most 1,000 entries (Omitted counts the rest).
-func (t *Tracker) Snapshot(service string, port int, now time.Time) Snapshot {
-	window := t.Window()
-	oldest := now.Add(-window)
-	snap := Snapshot{Service: service, WindowSeconds: window.Seconds(), Now: unixSeconds(now),
-		Servers: []Server{}, Agents: []Agent{}}
-	t.mu.Lock()
-	if s := t.services[service]; s != nil {
-		for _, e := range s.lines {
-			if (port != 0 && e.line.port != port) || e.seen.Before(oldest) {
-				continue
-			}
-			if !e.established {
-				snap.Unconfirmed++
-				continue
-			}
-			st := e.state
-			snap.Servers = append(snap.Servers, Server{
-				Port: e.line.port, Node: e.line.node, Server: e.line.backend + "/" + e.line.server, Source: addrText(e.line.source),
-				State: st.Word, Counters: st.Counters, Weight: st.Weight, TotalWeight: st.TotalWeight,
-				Scur: st.Scur, BackendScur: st.BackendScur,
-				LastSeen: unixSeconds(e.seen), AgeSeconds: now.Sub(e.seen).Seconds(),
-				StateSince: unixSeconds(e.since), IntervalSeconds: e.interval(), Reports: e.reports,
-			})
-		}
-		for _, e := range s.agents {
-			if (port != 0 && e.line.port != port) || e.seen.Before(oldest) {
-				continue
-			}
-			if !e.established {
-				snap.Unconfirmed++
-				continue
-			}
-			snap.Agents = append(snap.Agents, Agent{Port: e.line.port, Source: addrText(e.line.source), Reply: e.reply,
-				LastSeen: unixSeconds(e.seen), AgeSeconds: now.Sub(e.seen).Seconds(),
-				ReplySince: unixSeconds(e.since), IntervalSeconds: e.interval(), Reports: e.reports})
-		}
-	}
-	t.mu.Unlock()
-	slices.SortFunc(snap.Servers, func(a, b Server) int {
-		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.Server, b.Server),
-			cmp.Compare(a.Port, b.Port), cmp.Compare(a.Source, b.Source))
-	})
-	slices.SortFunc(snap.Agents, func(a, b Agent) int {
-		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Source, b.Source))
-	})
-	if n := len(snap.Servers); n > maxSnapshotEntries {
-		snap.Omitted += n - maxSnapshotEntries
-		snap.Servers = snap.Servers[:maxSnapshotEntries]
-	}
-	if n := len(snap.Agents); n > maxSnapshotEntries {
-		snap.Omitted += n - maxSnapshotEntries
-		snap.Agents = snap.Agents[:maxSnapshotEntries]
-	}
-	return snap
-}
-
-// StateCounts counts the established server lines seen within the window before now, per
-// service and state label (WordLabel), every port together.
-func (t *Tracker) StateCounts(now time.Time) map[string]map[string]int {
-	oldest := now.Add(-t.Window())
-	counts := map[string]map[string]int{}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for name, s := range t.services {
-		for _, e := range s.lines {
-			if !e.established || e.seen.Before(oldest) {
-				continue
-			}
-			byState := counts[name]
-			if byState == nil {
-				byState = map[string]int{}
-				counts[name] = byState
-			}
-			byState[WordLabel(e.state.Word)]++
-		}
-	}
-	return counts
-}
-
-func addrText(a netip.Addr) string {
-	if !a.IsValid() {
-		return ""
-	}
-	return a.String()
-}
-
-// unixSeconds avoids UnixNano, which overflows after the year 2262.
-func unixSeconds(t time.Time) float64 {
-	return float64(t.Unix()) + float64(t.Nanosecond())/1e9
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hacheck/hacheck/lb"
+	"github.com/hacheck/hacheck/server/listener"
 )
 
 // agentVerdict is the spool as the agent check sees it: the same effective state the check
@@ -29,9 +30,21 @@ func (s *Server) agentVerdict(service string, port int, now time.Time) lb.Verdic
 // agentServer answers HAProxy's agent checks from this server's spool and records every reply
 // for GET /lb. An agent check is a check request: only clients in check_allowed_cidrs get an
 // answer.
-func (s *Server) agentServer() *lb.AgentServer {
-	return &lb.AgentServer{Lookup: s.agentVerdict, Tracker: s.lb, Logger: s.logger,
+func (s *Server) agentServer() *listener.AgentServer {
+	return &listener.AgentServer{Answer: s.agentAnswer, MaxLineBytes: lb.MaxRequestBytes,
 		Allow: func(a netip.Addr) bool { return addrIn(a, s.cfg.Load().CheckAllowedCIDRs) }}
+}
+
+// agentAnswer is the reply to one agent request; once sent, the load balancers' tracker keeps
+// it as what that client fetched.
+func (s *Server) agentAnswer(req listener.AgentRequest) (string, func()) {
+	now := time.Now()
+	service, port, reply, ok := lb.Answer(req.Line, s.agentVerdict, now)
+	if !ok && (req.Complete || req.Overlong || req.Line != "") {
+		s.logger().Debug().Str("remote", req.Source.String()).Str("request", req.Line[:min(len(req.Line), 64)]).
+			Msg("agent request names no valid service; answering for the host-wide mark")
+	}
+	return reply, func() { s.lb.RecordAgent(service, port, req.Source, reply, now) }
 }
 
 // ListenAgent opens the agent-check listener on bind ("" = every address) and port: plain

@@ -1,7 +1,9 @@
-// Package listener wraps hacheck's TCP listeners with a connection-level device, kept here so it
-// can be reviewed, measured or removed as a unit: hostfix.go lets HTTP/1.1 check requests without
-// a Host header reach the handler (HAProxy's `option httpchk GET /x HTTP/1.1` sends none, and
-// net/http would refuse them with a 400).
+// Package listener is hacheck's TCP listeners at the connection level, kept here so that each
+// device can be reviewed, measured or removed as a unit: hostfix.go lets HTTP/1.1 check
+// requests without a Host header reach the handler (HAProxy's `option httpchk GET /x HTTP/1.1`
+// sends none, and net/http would refuse them with a 400); agent.go is the agent-check
+// listener's connections (read window, bounds, who makes room for whom), answering with
+// whatever its owner says.
 //
 // A wrapped connection also carries its client's address, read once at accept (Source).
 package listener

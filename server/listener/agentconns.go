@@ -1,14 +1,16 @@
-package lb
+package listener
 
 import (
 	"net"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/hacheck/hacheck/internal/hostaddr"
 )
 
-// heldConns are the agent connections open at once, bounded in all and per client address
-// (an IPv6 /64). When a bound is reached, the connection that has waited longest on its
+// heldConns are the agent connections open at once, bounded in all and per client host
+// (hostaddr.Prefix). When a bound is reached, the connection that has waited longest on its
 // client (for its request, or for its close after the reply) is closed to make room: a real
 // agent never waits, so only idle and slow clients are ever closed, and whatever they hold, a
 // new connection is answered.
@@ -44,7 +46,7 @@ func newHeldConns(max, per int) *heldConns {
 // is waiting that could make room (every one is being answered, which takes moments), c is
 // closed and nil returned.
 func (hs *heldConns) add(c net.Conn) *heldConn {
-	h := &heldConn{owner: hs, c: c, source: sourceKey(remoteAddr(c)), waiting: true}
+	h := &heldConn{owner: hs, c: c, source: hostaddr.Prefix(remoteAddr(c)), waiting: true}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	h.since = hs.now()
