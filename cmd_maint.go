@@ -97,36 +97,62 @@ func fetchLB(ctx context.Context, serverPort int, service string, port int) (lb.
 	return s, nil
 }
 
-// guard asks the running server, for every service about to be marked down or drained, whether
-// a load balancer would lose its last usable server (or go below min_remaining_weight). With no
-// server to ask it warns and lets the change go ahead: no server also means no load balancer
-// is getting a passing check from this host, so there is nothing the mark could disrupt.
-// The host-wide mark "all" is not guarded: taking the whole host out is meant as it is said.
-func guard(e *env, f lbFlags, services []string, port int) error {
-	for _, svc := range services {
-		if svc == "all" {
-			continue
+// guardFlags choose whether the disruption guard applies to a change that takes weight away
+// (hadown, hacheck weight); see guardWanted.
+type guardFlags struct {
+	Force bool `xor:"guard" help:"Skip the disruption guard: write the mark even if a load balancer would lose its last usable server."`
+	Guard bool `xor:"guard" help:"Run the disruption guard although no one is at a terminal (it is on by default at a terminal only): exit 4, nothing written, if a load balancer would lose its last usable server."`
+}
+
+// on reports whether the guard applies.
+func (g guardFlags) on(e *env) bool { return guardWanted(e, g.Force, g.Guard) }
+
+// guardCheck is the disruption guard for writing marks, as the spool's PutAll runs it: under
+// the spool's lock, given every mark the spool holds at that moment, so that what this host
+// already did and the load balancers have not reported yet is counted (see lb.Guard), and no
+// other change on this host slips in between the decision and the write. It asks the running
+// server what the load balancers report of every service the marks touch (every service checked
+// recently for the host-wide mark). With no server to ask it warns and lets the change go
+// ahead: no server also means no load balancer is getting a passing check from this host, so
+// there is nothing the marks could disrupt.
+func guardCheck(e *env, f lbFlags, marks []spool.Mark) func(spool.Set) error {
+	return func(held spool.Set) error {
+		var services []string
+		for _, m := range marks {
+			if !slices.Contains(services, m.Service) {
+				services = append(services, m.Service)
+			}
 		}
-		snap, err := fetchLB(context.Background(), f.Port, svc, port)
+		services, err := expandAll(context.Background(), f.Port, services)
+		if err == nil {
+			var snaps []lb.Snapshot
+			minRemaining := 0
+			for _, svc := range services {
+				snap, ferr := fetchLB(context.Background(), f.Port, svc, 0)
+				if ferr != nil {
+					err = ferr
+					break
+				}
+				snaps, minRemaining = append(snaps, snap), snap.MinRemainingWeight
+			}
+			if err == nil {
+				if gerr := lb.Guard(snaps, held, held.With(marks...), e.now(), minRemaining); gerr != nil {
+					keys := make([]string, len(marks))
+					for i, m := range marks {
+						keys[i] = m.Key().String()
+					}
+					return &refusedError{fmt.Sprintf("refusing to take weight from %s: %v; nothing written (--force overrides)", strings.Join(keys, ", "), gerr)}
+				}
+				return nil
+			}
+		}
 		var unreachable *unreachableError
 		if errors.As(err, &unreachable) {
 			e.infof("warning: disruption guard skipped: %v\n", err)
 			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("disruption guard: %w (--force skips it)", err)
-		}
-		var lines []lb.Server
-		for _, s := range snap.Servers {
-			if port == 0 || s.Port == port {
-				lines = append(lines, s)
-			}
-		}
-		if err := lb.Guard(lines, snap.MinRemainingWeight); err != nil {
-			return &refusedError{fmt.Sprintf("refusing to take %s down: %v; nothing written (--force overrides)", target(svc, port), err)}
-		}
+		return fmt.Errorf("disruption guard: %w (--force skips it)", err)
 	}
-	return nil
 }
 
 // waitFor waits, after the marks were written at the time given, until every load balancer that
@@ -188,12 +214,7 @@ func waitFor(e *env, f lbFlags, services []string, port int, tgt lb.Target, sess
 // milliseconds at the shortest.
 const waitInterval = 50 * time.Millisecond
 
-func target(service string, port int) string {
-	if port == 0 {
-		return service
-	}
-	return service + ":" + strconv.Itoa(port)
-}
+func target(service string, port int) string { return spool.Key{Service: service, Port: port}.String() }
 
 // recentWindow is how far back expandAll looks for services: several of HAProxy's usual check
 // intervals, as the server's lb_window.

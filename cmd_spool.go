@@ -67,9 +67,8 @@ type downCmd struct {
 	spoolFlags
 	lbFlags
 	outFlags
-	Sessions       bool      `help:"With --wait, also wait until the load balancers report no current sessions on the server."`
-	Force          bool      `xor:"guard" help:"Skip the disruption guard: mark down even if a load balancer would lose its last usable server."`
-	Guard          bool      `xor:"guard" help:"Run the disruption guard although no one is at a terminal (it is on by default at a terminal only): exit 4, nothing written, if a load balancer would lose its last usable server."`
+	Sessions bool `help:"With --wait, also wait until the load balancers report no current sessions on the server."`
+	guardFlags
 	Drain          bool      `help:"Drain instead: health checks answer 404 (NOLB with http-check disable-on-404: sessions finish, no new ones), agents 'drain'."`
 	ServicePort    int       `short:"P" name:"service-port" default:"0" help:"Mark only this instance (port) down; 0 means the whole service."`
 	Reason         string    `short:"r" help:"Why the service is down; shown to HAProxy and in /metrics. Default: the user running the command."`
@@ -108,19 +107,22 @@ func (c *downCmd) Run(e *env) error {
 			return err
 		}
 	}
-	if guardWanted(e, c.Force, c.Guard) {
-		if err := guard(e, c.lbFlags, c.Services, c.ServicePort); err != nil {
-			return err
-		}
-	}
 	store := c.store(e)
+	marks := make([]spool.Mark, len(c.Services))
+	for i, svc := range c.Services {
+		marks[i] = spool.Mark{Service: svc, Port: c.ServicePort, Reason: reason, Expiration: c.expirationTime, Drain: c.Drain}
+	}
+	var check func(spool.Set) error
+	if c.guardFlags.on(e) {
+		check = guardCheck(e, c.lbFlags, marks)
+	}
+	ms, err := store.PutAll(marks, check)
+	if err != nil {
+		return err
+	}
 	var written []markJSON
-	for _, svc := range c.Services {
-		m, err := store.Put(spool.Mark{Service: svc, Port: c.ServicePort, Reason: reason, Expiration: c.expirationTime, Drain: c.Drain})
-		if err != nil {
-			return err
-		}
-		logChange(e, audit.Change{Action: audit.ActionOf(m), Service: svc, Port: c.ServicePort, Reason: m.Reason, Expiration: m.Expiration, Force: c.Force})
+	for _, m := range ms {
+		logChange(e, audit.Change{Action: audit.ActionOf(m), Service: m.Service, Port: m.Port, Reason: m.Reason, Expiration: m.Expiration, Force: c.Force})
 		written = append(written, toMarkJSON(m, now))
 	}
 	writtenAt := time.Now()
@@ -242,9 +244,9 @@ type markJSON struct {
 	AgeSeconds *float64 `json:"age_seconds"` // null when the creation is unknown
 	Error      string   `json:"error,omitempty"`
 	// Kind is down, drain or weight (a weight-only mark, which holds nothing down).
-	Kind   string `json:"kind"`
-	Drain  bool   `json:"drain"`
-	Weight *int   `json:"weight"` // percent; null when the mark sets none
+	Kind   spool.Kind `json:"kind"`
+	Drain  bool       `json:"drain"`
+	Weight *int       `json:"weight"` // percent; null when the mark sets none
 }
 
 // stateWord is hastatus's first column: DRAIN for a drain mark, DOWN for any other mark that
@@ -253,21 +255,19 @@ func stateWord(m spool.Mark, down bool) string {
 	switch {
 	case !down:
 		return "UP"
-	case m.Drain && m.Err == nil:
+	case m.Kind() == spool.KindDrain:
 		return "DRAIN"
 	}
 	return "DOWN"
 }
 
-// markKind is what a mark does: "down", "drain", or "weight NN%" for a weight-only mark.
+// markKind is what a mark does, as the commands print it: its kind, with the percentage of a
+// weight ("weight 30%").
 func markKind(m spool.Mark) string {
-	switch {
-	case m.Err == nil && m.Drain:
-		return "drain"
-	case m.WeightOnly():
-		return fmt.Sprintf("weight %d%%", *m.Weight)
+	if k := m.Kind(); k != spool.KindWeight {
+		return string(k)
 	}
-	return "down"
+	return fmt.Sprintf("%s %d%%", spool.KindWeight, *m.Weight)
 }
 
 func toMarkJSON(m spool.Mark, now time.Time) markJSON {
@@ -283,7 +283,7 @@ func toMarkJSON(m spool.Mark, now time.Time) markJSON {
 	if m.Err != nil {
 		out.Error = m.Err.Error()
 	}
-	out.Kind, _, _ = strings.Cut(markKind(m), " ")
+	out.Kind = m.Kind()
 	out.Drain, out.Weight = m.Drain && m.Err == nil, m.Weight
 	return out
 }

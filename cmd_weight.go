@@ -16,6 +16,8 @@ import (
 type weightCmd struct {
 	spoolFlags
 	outFlags
+	guardFlags
+	Port          int    `short:"p" default:"3333" help:"Port of the running hacheck server, asked what the load balancers see (for the guard)."`
 	ServicePort   int    `short:"P" name:"service-port" default:"0" help:"Weight only this instance (port); 0 means the whole service."`
 	Reason        string `short:"r" help:"Why; default: the user running the command."`
 	JSON          bool   `name:"json" help:"Print the written mark as JSON."`
@@ -42,17 +44,25 @@ func (c *weightCmd) Run(e *env) error {
 			return err
 		}
 	}
-	store := c.store(e)
-	// A weight replaces the mark of the same name; it must not quietly bring back a service
-	// someone took down or is draining.
-	if old, ok := store.Read(c.Service, c.ServicePort); ok && !old.Expired(e.now()) && !old.WeightOnly() {
-		return fmt.Errorf("%s is marked %s (%s); haup it first", spool.FileName(c.Service, c.ServicePort), markKind(old), oneLine(old.Reason))
+	mark := spool.Mark{Service: c.Service, Port: c.ServicePort, Reason: reason, Weight: &weight}
+	guard := func(spool.Set) error { return nil }
+	if c.guardFlags.on(e) {
+		// A weight takes weight away as a down mark does (0% all of it): guarded alike.
+		guard = guardCheck(e, lbFlags{Port: c.Port}, []spool.Mark{mark})
 	}
-	m, err := store.Put(spool.Mark{Service: c.Service, Port: c.ServicePort, Reason: reason, Weight: &weight})
+	ms, err := c.store(e).PutAll([]spool.Mark{mark}, func(held spool.Set) error {
+		// A weight replaces the mark of the same name; it must not quietly bring back a
+		// service someone took down or is draining.
+		if old, ok := held[mark.Key()]; ok && !old.WeightOnly() {
+			return fmt.Errorf("%s is marked %s (%s); haup it first", mark.Key(), markKind(old), oneLine(old.Reason))
+		}
+		return guard(held)
+	})
 	if err != nil {
 		return err
 	}
-	logChange(e, audit.Change{Action: audit.ActionOf(m), Service: c.Service, Port: c.ServicePort, Reason: m.Reason, Weight: m.Weight})
+	m := ms[0]
+	logChange(e, audit.Change{Action: audit.ActionOf(m), Service: c.Service, Port: c.ServicePort, Reason: m.Reason, Weight: m.Weight, Force: c.Force})
 	if c.JSON {
 		return json.NewEncoder(e.stdout).Encode(toMarkJSON(m, e.now()))
 	}

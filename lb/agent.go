@@ -48,14 +48,11 @@ func Reply(v Verdict) string {
 		return "maint # " + reason
 	}
 	weight := v.Weight
-	if weight < 0 || weight > spoolMaxWeight {
+	if weight < 0 || weight > spool.MaxWeight {
 		weight = 100
 	}
 	return "ready " + strconv.Itoa(weight) + "%"
 }
-
-// spoolMaxWeight is the largest percentage HAProxy's agent check accepts.
-const spoolMaxWeight = 256
 
 // oneLine makes s safe inside one agent reply: control characters (line breaks above all,
 // which would end the reply early) become spaces, and it is cut to at most n bytes on a rune

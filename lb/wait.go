@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hacheck/hacheck/spool"
 )
 
 // Target is the state a change asks of the load balancers.
@@ -294,12 +296,7 @@ func lbName(node, source string) string {
 	return node
 }
 
-func target(service string, port int) string {
-	if port == 0 {
-		return service
-	}
-	return service + ":" + strconv.Itoa(port)
-}
+func target(service string, port int) string { return spool.Key{Service: service, Port: port}.String() }
 
 // Wait asks fetch for a snapshot every interval until the change is done (or nobody checks
 // the service), ctx ends, or fetch fails. It returns the last progress seen; on ctx's end the

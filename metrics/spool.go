@@ -83,7 +83,7 @@ func (c *spoolCollector) Collect(ch chan<- prometheus.Metric) {
 		if !m.Expiration.IsZero() {
 			send(ch, c.expiration, unixSeconds(m.Expiration), service, port)
 		}
-		send(ch, c.info, 1, service, port, truncateReason(m.Reason), markKind(m))
+		send(ch, c.info, 1, service, port, truncateReason(m.Reason), string(m.Kind()))
 	}
 	send(ch, c.unreadable, float64(unreadable))
 }
@@ -109,15 +109,4 @@ func truncateReason(reason string) string {
 		cut--
 	}
 	return reason[:cut]
-}
-
-// markKind is the kind label of hacheck_spool_mark_info.
-func markKind(m spool.Mark) string {
-	switch {
-	case m.Err == nil && m.Drain:
-		return "drain"
-	case m.WeightOnly():
-		return "weight"
-	}
-	return "down"
 }

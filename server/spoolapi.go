@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -83,20 +82,21 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, oneLine(err.Error()), http.StatusBadRequest)
 			return
 		}
-		reason := r.PostForm.Get("reason")
+		m := spool.Mark{Service: service, Port: port, Reason: r.PostForm.Get("reason"), Expiration: expiration, Creation: creation, Drain: drain}
+		var check func(spool.Set) error
 		if opts.guard {
-			// Asked for: a client that does not ask keeps what it always got.
-			if err := s.guardChange(service, port); err != nil {
-				log.Warn().Err(err).Msg("remote spool change refused by the disruption guard")
-				http.Error(w, oneLine(fmt.Sprintf("refusing to mark %s down: %v; nothing written", spoolTarget(service, port), err)), http.StatusConflict)
-				return
-			}
+			// Asked for: a client that does not ask keeps what it always got. Decided under
+			// the spool's lock, so that no other change on this host slips in between.
+			check = func(held spool.Set) error { return s.guardChange(held, m) }
 		}
 		change = func() (any, error) {
-			m, err := s.store.Put(spool.Mark{Service: service, Port: port, Reason: reason, Expiration: expiration, Creation: creation, Drain: drain})
-			written = &m
-			return map[string]any{"service": service, "port": port, "status": status, "reason": m.Reason,
-				"creation": m.Creation.Unix(), "expiration": unixOrNil(m.Expiration)}, err
+			ms, err := s.store.PutAll([]spool.Mark{m}, check)
+			if err != nil {
+				return nil, err
+			}
+			written = &ms[0]
+			return map[string]any{"service": service, "port": port, "status": status, "reason": written.Reason,
+				"creation": written.Creation.Unix(), "expiration": unixOrNil(written.Expiration)}, nil
 		}
 	default:
 		http.Error(w, fmt.Sprintf("status must be up, down or drain, got %q", status), http.StatusBadRequest)
@@ -107,6 +107,12 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 		result, err = change()
 		return err
 	})
+	var refused *lb.GuardError
+	if errors.As(err, &refused) {
+		log.Warn().Err(err).Msg("remote spool change refused by the disruption guard")
+		http.Error(w, oneLine(fmt.Sprintf("refusing to mark %s down: %v; nothing written", spool.Key{Service: service, Port: port}, err)), http.StatusConflict)
+		return
+	}
 	if err != nil {
 		code := http.StatusBadRequest
 		var access *spool.AccessError
@@ -150,13 +156,6 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, result)
-}
-
-func spoolTarget(service string, port int) string {
-	if port == 0 {
-		return service
-	}
-	return service + ":" + strconv.Itoa(port)
 }
 
 func formTime(text string) (time.Time, error) {

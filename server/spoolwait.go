@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hacheck/hacheck/lb"
+	"github.com/hacheck/hacheck/spool"
 )
 
 // maxSpoolWait bounds POST /spool's wait=: the server's write timeout leaves room for it.
@@ -42,11 +43,26 @@ func parseSpoolOptions(form url.Values) (spoolOptions, error) {
 	return o, nil
 }
 
-// guardChange is the disruption guard hadown applies, from what this server's load balancers
-// reported: nil, or a *lb.GuardError naming each backend and load balancer.
-func (s *Server) guardChange(service string, port int) error {
-	snap := s.lb.Snapshot(service, port, time.Now())
-	return lb.Guard(snap.Servers, int(s.cfg.Load().MinRemainingWeight))
+// guardChange is the disruption guard hadown applies, for writing m when the spool holds held
+// (called under the spool's lock), from what this server's load balancers reported of every
+// service m touches: nil, or a *lb.GuardError naming each backend and load balancer.
+func (s *Server) guardChange(held spool.Set, m spool.Mark) error {
+	now := time.Now()
+	services := []string{m.Service}
+	if m.Service == spool.AllServices {
+		// The host-wide mark takes out every service; load balancers ask for them by name.
+		services = services[:0]
+		for _, r := range s.metrics.Recent(now.Add(-s.lb.Window())) {
+			if spool.ValidateName(r.Service) == nil {
+				services = append(services, r.Service)
+			}
+		}
+	}
+	snaps := make([]lb.Snapshot, 0, len(services))
+	for _, svc := range services {
+		snaps = append(snaps, s.lb.Snapshot(svc, 0, now))
+	}
+	return lb.Guard(snaps, held, held.With(m), now, int(s.cfg.Load().MinRemainingWeight))
 }
 
 // waitResult is the "wait" member of a POST /spool answer.

@@ -53,17 +53,10 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 
 // marksByKind counts the marks that hold services down, those that drain them and those that
 // only set a weight (and hold nothing down).
-func marksByKind(marks []spool.Mark) map[string]int {
-	kinds := map[string]int{"down": 0, "drain": 0, "weight": 0}
+func marksByKind(marks []spool.Mark) map[spool.Kind]int {
+	kinds := map[spool.Kind]int{spool.KindDown: 0, spool.KindDrain: 0, spool.KindWeight: 0}
 	for _, m := range marks {
-		switch {
-		case m.Err == nil && m.Drain:
-			kinds["drain"]++
-		case m.WeightOnly():
-			kinds["weight"]++
-		default:
-			kinds["down"]++
-		}
+		kinds[m.Kind()]++
 	}
 	return kinds
 }

@@ -41,7 +41,7 @@ type ChangeWatcher struct {
 	closed atomic.Bool
 
 	mu   sync.Mutex // serialises readings and Own
-	prev map[markKey]Mark
+	prev Set
 }
 
 // WatchChanges starts following the root, which must exist; the marks present now are the
@@ -139,7 +139,7 @@ func (cw *ChangeWatcher) Own(service string, port int, fn func() error) error {
 	cw.mu.Lock()
 	defer cw.mu.Unlock()
 	err := fn()
-	k := markKey{service, port}
+	k := Key{service, port}
 	if m, ok := cw.store.Read(service, port); ok {
 		cw.prev[k] = m
 	} else {
@@ -148,14 +148,14 @@ func (cw *ChangeWatcher) Own(service string, port int, fn func() error) error {
 	return err
 }
 
-func (cw *ChangeWatcher) read() (map[markKey]Mark, error) {
+func (cw *ChangeWatcher) read() (Set, error) {
 	marks, err := cw.store.readAll()
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[markKey]Mark, len(marks))
+	out := make(Set, len(marks))
 	for _, m := range marks {
-		out[markKey{m.Service, m.Port}] = m
+		out[m.Key()] = m
 	}
 	return out, nil
 }
@@ -174,7 +174,7 @@ func (cw *ChangeWatcher) diff() []Change {
 		if had && sameMark(old, m) {
 			continue
 		}
-		c := Change{Service: k.service, Port: k.port, New: &m, Owner: cw.owner(m.Name())}
+		c := Change{Service: k.Service, Port: k.Port, New: &m, Owner: cw.owner(m.Name())}
 		if had {
 			c.Old = &old
 		}
@@ -182,7 +182,7 @@ func (cw *ChangeWatcher) diff() []Change {
 	}
 	for k, old := range cw.prev {
 		if _, ok := now[k]; !ok {
-			changes = append(changes, Change{Service: k.service, Port: k.port, Old: &old, Owner: -1})
+			changes = append(changes, Change{Service: k.Service, Port: k.Port, Old: &old, Owner: -1})
 		}
 	}
 	cw.prev = now

@@ -49,14 +49,6 @@ func (m Mark) Expired(now time.Time) bool {
 	return m.Err == nil && !m.Expiration.IsZero() && !now.Before(m.Expiration)
 }
 
-// FileName is the spool file name for a service (port 0) or one instance of it.
-func FileName(service string, port int) string {
-	if port == 0 {
-		return service
-	}
-	return service + ":" + strconv.Itoa(port)
-}
-
 // InvalidError is bad input refused before anything is touched: a name, a port, a time. The CLI
 // exits 2 on it and the HTTP API answers 400.
 type InvalidError struct{ msg string }
@@ -133,10 +125,10 @@ var knownKeys = [...]string{"reason", "expiration", "creation", "drain", "weight
 
 // ParseContent reads a mark file's content. A JSON object must have the documented types
 // (reason: string, expiration: finite number or null, creation: finite number, drain: boolean,
-// weight: whole number 0–256 or null); anything that is
-// not a JSON object is an old tool's plain-text mark whose reason is the whole (trimmed) content.
-// modTime stands in for a missing creation. The returned error means "counts as down, but say
-// why": the returned Mark is still usable, with Err set.
+// weight: whole number 0–256 or null); anything that is not a JSON object is an old tool's
+// plain-text mark whose reason is the whole (trimmed) content. modTime stands in for a missing
+// creation, and for one further after modTime than clocks drift apart. The returned error means
+// "counts as down, but say why": the returned Mark is still usable, with Err set.
 func ParseContent(data []byte, modTime time.Time) (Mark, error) {
 	m := Mark{Creation: modTime}
 	trimmed := bytes.TrimSpace(data)
@@ -168,7 +160,12 @@ func ParseContent(data []byte, modTime time.Time) (Mark, error) {
 		if err != nil {
 			return failClosed(m, fmt.Errorf("mark creation: %w", err))
 		}
-		m.Creation = t
+		// No honest writer puts a "down since" after the moment it writes the file. One
+		// further ahead than clocks drift apart is not believed: the file's own time
+		// stands in, so the mark ages (and max_mark_age flags it) like any other.
+		if modTime.IsZero() || !t.After(modTime.Add(creationSkew)) {
+			m.Creation = t
+		}
 	}
 	if known.Drain != nil {
 		m.Drain = *known.Drain

@@ -10,7 +10,7 @@ import (
 )
 
 func TestParseContent(t *testing.T) {
-	mtime := time.Unix(1700000000, 0)
+	mtime := time.Unix(1760000000, 0) // after the creations below: a writer sets creation no later than it writes
 	tests := []struct {
 		name       string
 		content    string

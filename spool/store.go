@@ -239,40 +239,10 @@ func (s *Store) StatusAt(service string, port int, now time.Time) (m Mark, down 
 			return Mark{}, false // the usual case: nothing is down
 		}
 	}
-	read := func(service string, port int) (Mark, bool) {
-		if snap != nil {
-			m, ok := snap.marks[markKey{service, port}]
-			return m, ok
-		}
-		return s.Read(service, port)
+	if snap != nil {
+		return snap.marks.Status(service, port, now)
 	}
-	// A weight-only mark is not down: it is returned (the most specific one) only when no
-	// mark holds the service down.
-	var weighted Mark
-	counts := func(m Mark, ok bool) bool {
-		if !ok || m.Expired(now) {
-			return false
-		}
-		if m.WeightOnly() {
-			weighted = m
-			return false
-		}
-		return true
-	}
-	if m, ok := read(AllServices, 0); counts(m, ok) {
-		return m, true
-	}
-	if service != AllServices {
-		if m, ok := read(service, 0); counts(m, ok) {
-			return m, true
-		}
-	}
-	if port != 0 {
-		if m, ok := read(service, port); counts(m, ok) {
-			return m, true
-		}
-	}
-	return weighted, false
+	return statusOf(func(k Key) (Mark, bool) { return s.Read(k.Service, k.Port) }, service, port, now)
 }
 
 // List returns every mark that counts now (unexpired or unreadable), sorted by service and port.

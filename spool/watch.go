@@ -37,13 +37,8 @@ import (
 const watchMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_CLOSE_WRITE |
 	unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
 
-type markKey struct {
-	service string
-	port    int
-}
-
 type snapshot struct {
-	marks map[markKey]Mark
+	marks Set
 }
 
 type watcher struct {
@@ -184,9 +179,9 @@ func (s *Store) readSnapshot() (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap := &snapshot{marks: make(map[markKey]Mark, len(marks))}
+	snap := &snapshot{marks: make(Set, len(marks))}
 	for _, m := range marks {
-		snap.marks[markKey{m.Service, m.Port}] = m
+		snap.marks[m.Key()] = m
 	}
 	return snap, nil
 }

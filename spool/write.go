@@ -59,64 +59,154 @@ func (s *Store) DownSince(service string, port int, reason string, expiration, c
 // Put writes m as the mark for (m.Service, m.Port), with its Reason, Expiration, Drain and
 // Weight, and returns what was written. A zero Creation means now, or the replaced mark's
 // creation when the reason is the same and that mark still counts ("down since" survives a
-// refresh of the expiration); a non-zero one is written as given. Unknown JSON keys of the
-// replaced mark are kept. An expiration that is not in the future, a weight outside 0–256 and
-// an entry under the mark's name that is not a regular file are refused; nothing is written.
+// refresh of the expiration); a non-zero one is written as given, or as now when it is ahead of
+// now by less than creationSkew. Unknown JSON keys of the replaced mark are kept. An expiration
+// that is not in the future, a creation further ahead, a weight outside 0–256, a mark that would
+// be larger than readers take (a reason too long) and an entry under the mark's name that is
+// not a regular file are refused; nothing is written.
 func (s *Store) Put(m Mark) (Mark, error) {
-	if err := ValidateName(m.Service); err != nil {
+	written, err := s.PutAll([]Mark{m}, nil)
+	if err != nil {
 		return Mark{}, err
+	}
+	return written[0], nil
+}
+
+// creationSkew is how far ahead of this host's clock a creation given by a writer may be: the
+// clock difference between two hosts when a tool copies a mark from one to the other. It is then
+// written as now. Further ahead it is refused: a "down since" in the future would make the mark
+// look new for as long as that, and keep max_mark_age from ever flagging it.
+const creationSkew = time.Minute
+
+// PutAll writes every mark of marks as Put does, under one hold of the writers' lock. When
+// check is not nil it is called first, under the lock, with every mark that counts in the spool
+// at that moment (unexpired or unreadable): what it decides from stays true until the marks are
+// written, whatever another writer on this host (a command, the server) tries meanwhile. Its
+// error is returned as it is, and nothing is written; nothing is written either when any mark
+// is refused. It returns the marks written, in order.
+func (s *Store) PutAll(marks []Mark, check func(held Set) error) ([]Mark, error) {
+	now := s.now()
+	for i := range marks {
+		if err := s.validate(&marks[i], now); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(s.root, 0o750); err != nil {
+		return nil, accessError(s.root, "create", err)
+	}
+	var written []Mark
+	err := s.locked(func(dir *os.File) error {
+		if check != nil {
+			all, err := s.readAll()
+			if err != nil {
+				return accessError(s.root, "read", err)
+			}
+			held := make(Set, len(all))
+			for _, m := range all {
+				if !m.Expired(now) {
+					held[m.Key()] = m
+				}
+			}
+			if err := check(held); err != nil {
+				return err
+			}
+		}
+		// Every mark is encoded (and refused) before the first is written, so that a refusal
+		// leaves the spool as it was.
+		out := make([]Mark, len(marks))
+		data := make([][]byte, len(marks))
+		for i, m := range marks {
+			old, exists := s.Read(m.Service, m.Port)
+			var notRegular *NotRegularError
+			if errors.As(old.Err, &notRegular) {
+				return leftAlone(filepath.Join(s.root, m.Name()), notRegular)
+			}
+			if exists && old.Err == nil {
+				m.extra = old.extra
+				if m.Creation.IsZero() && old.Reason == m.Reason && !old.Expired(now) {
+					m.Creation = old.Creation
+				}
+			}
+			if m.Creation.IsZero() {
+				m.Creation = now
+			}
+			b, err := m.MarshalContent()
+			if err != nil {
+				return fmt.Errorf("encode mark %s: %w", m.Name(), err)
+			}
+			if err := fits(m, b); err != nil {
+				return err // with the replaced mark's unknown keys
+			}
+			out[i], data[i] = m, b
+		}
+		for i, m := range out {
+			if err := s.writeAtomic(dir, m.Name(), data[i]); err != nil {
+				return err
+			}
+			written = append(written, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return written, nil
+}
+
+// validate refuses, before anything is touched, what no mark may say; a creation a little ahead
+// of now becomes now.
+func (s *Store) validate(m *Mark, now time.Time) error {
+	if err := ValidateName(m.Service); err != nil {
+		return err
 	}
 	if err := ValidatePort(m.Service, m.Port); err != nil {
-		return Mark{}, err
+		return err
 	}
-	now := s.now()
 	if !m.Expiration.IsZero() {
 		if !m.Expiration.After(now) {
-			return Mark{}, invalidf("expiration %s is not in the future", m.Expiration.UTC().Format(time.RFC3339))
+			return invalidf("expiration %s is not in the future", m.Expiration.UTC().Format(time.RFC3339))
 		}
 		if _, err := unixTime(unixSeconds(m.Expiration)); err != nil {
-			return Mark{}, invalidf("expiration: %v", err)
+			return invalidf("expiration: %v", err)
 		}
 	}
 	if !m.Creation.IsZero() {
 		if _, err := unixTime(unixSeconds(m.Creation)); err != nil {
-			return Mark{}, invalidf("creation: %v", err)
+			return invalidf("creation: %v", err)
+		}
+		switch {
+		case m.Creation.After(now.Add(creationSkew)):
+			return invalidf("creation %s is in the future (this host's clock says %s)",
+				m.Creation.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		case m.Creation.After(now):
+			m.Creation = now
 		}
 	}
 	if m.Weight != nil && (*m.Weight < 0 || *m.Weight > MaxWeight) {
-		return Mark{}, invalidf("weight %d%% is outside 0-%d%%", *m.Weight, MaxWeight)
+		return invalidf("weight %d%% is outside 0-%d%%", *m.Weight, MaxWeight)
 	}
 	m.Err, m.extra = nil, nil
-	if err := os.MkdirAll(s.root, 0o750); err != nil {
-		return Mark{}, accessError(s.root, "create", err)
+	// Checked again under the lock, with the unknown keys of the mark it replaces; a creation
+	// of now (when none is given) adds no more than the digits of a unix time.
+	probe := *m
+	if probe.Creation.IsZero() {
+		probe.Creation = now
 	}
-	var written Mark
-	err := s.locked(func(dir *os.File) error {
-		old, exists := s.Read(m.Service, m.Port)
-		var notRegular *NotRegularError
-		if errors.As(old.Err, &notRegular) {
-			return leftAlone(filepath.Join(s.root, m.Name()), notRegular)
-		}
-		if exists && old.Err == nil {
-			m.extra = old.extra
-			if m.Creation.IsZero() && old.Reason == m.Reason && !old.Expired(now) {
-				m.Creation = old.Creation
-			}
-		}
-		if m.Creation.IsZero() {
-			m.Creation = now
-		}
-		data, err := m.MarshalContent()
-		if err != nil {
-			return fmt.Errorf("encode mark %s: %w", m.Name(), err)
-		}
-		if err := s.writeAtomic(dir, m.Name(), data); err != nil {
-			return err
-		}
-		written = m
-		return nil
-	})
-	return written, err
+	b, err := probe.MarshalContent()
+	if err != nil {
+		return invalidf("mark %s: %v", m.Name(), err)
+	}
+	return fits(*m, b)
+}
+
+// fits refuses the content b of m when readers would not take it: they count a larger file as
+// down, so written, it would hold the service down whatever it says (a weight, a drain).
+func fits(m Mark, b []byte) error {
+	if len(b) > maxMarkSize {
+		return invalidf("mark %s would be %d bytes, over the %d readers take: shorten the reason (%d bytes)",
+			m.Name(), len(b), maxMarkSize, len(m.Reason))
+	}
+	return nil
 }
 
 // Up removes the mark for exactly (service, port). It is idempotent: removed is false when there

@@ -11,12 +11,13 @@ import (
 	"github.com/hacheck/hacheck/spool"
 )
 
-// Actions: what a change did to the mark of (service, port).
+// Actions: what a change did to the mark of (service, port): wrote a mark of a kind (see
+// spool.Kind), or removed it.
 const (
-	ActionDown   = "down"   // a down mark was written
-	ActionDrain  = "drain"  // a drain mark was written
-	ActionWeight = "weight" // a mark carrying only a weight was written
-	ActionUp     = "up"     // the mark was removed
+	ActionDown   = string(spool.KindDown)   // a down mark was written
+	ActionDrain  = string(spool.KindDrain)  // a drain mark was written
+	ActionWeight = string(spool.KindWeight) // a mark carrying only a weight was written
+	ActionUp     = "up"                     // the mark was removed
 )
 
 // Origins: where the change came from.
@@ -49,18 +50,8 @@ type Change struct {
 	Guarded bool
 }
 
-// ActionOf is the action that writing m stands for.
-func ActionOf(m spool.Mark) string {
-	switch {
-	case m.Err != nil:
-		return ActionDown // an unreadable mark counts as down
-	case m.Drain:
-		return ActionDrain
-	case m.WeightOnly():
-		return ActionWeight
-	}
-	return ActionDown
-}
+// ActionOf is the action that writing m stands for: its kind.
+func ActionOf(m spool.Mark) string { return string(m.Kind()) }
 
 // Log writes c as one info line, "spool change".
 func Log(l *zerolog.Logger, c Change) {

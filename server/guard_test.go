@@ -1,0 +1,102 @@
+package server
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hacheck/hacheck/config"
+)
+
+// Two operators at the same moment, each taking one of the two servers of be_web out through
+// POST guard=1: the load balancer has reported neither change yet, so only the spool can tell
+// the second one that the first went ahead. Exactly one may pass, every time.
+func TestSpoolPostGuardSecondOperator(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true })
+	for _, port := range []int{8080, 8081} {
+		checkWithState(t, ts, "web", "UP; address=127.0.0.1; port="+strconv.Itoa(port)+"; name=be_web/app"+strconv.Itoa(port)+"; node=lb1; weight=1/2; scur=0/0; qcur=0")
+	}
+	down := url.Values{"status": {"down"}, "reason": {"r"}, "guard": {"1"}}
+	for round := range 20 {
+		start := make(chan struct{})
+		codes := make([]int, 2)
+		bodies := make([]string, 2)
+		var wg sync.WaitGroup
+		for i, port := range []string{"8080", "8081"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				codes[i], bodies[i] = postSpool(t, ts, "/spool/web/"+port+"/status", down)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		ok, refused := 0, 0
+		for i, code := range codes {
+			switch code {
+			case http.StatusOK:
+				ok++
+			case http.StatusConflict:
+				refused++
+				if !strings.Contains(bodies[i], "already on this host") {
+					t.Errorf("round %d: the refusal does not say a mark of this host was counted: %q", round, bodies[i])
+				}
+			}
+		}
+		if ok != 1 || refused != 1 {
+			t.Fatalf("round %d: two concurrent guard=1 downs of be_web's two servers = %v %q, want one 200 and one 409", round, codes, bodies)
+		}
+		_, down80 := ts.store.Status("web", 8080)
+		_, down81 := ts.store.Status("web", 8081)
+		if down80 == down81 {
+			t.Fatalf("round %d: marks web:8080 %v, web:8081 %v; want exactly one", round, down80, down81)
+		}
+		for _, port := range []string{"8080", "8081"} {
+			if code, body := postSpool(t, ts, "/spool/web/"+port+"/status", url.Values{"status": {"up"}}); code != http.StatusOK {
+				t.Fatalf("up: %d %q", code, body)
+			}
+		}
+	}
+}
+
+// The host-wide mark and a drain are guarded like any down.
+func TestSpoolPostGuardAllAndDrain(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true })
+	checkWithState(t, ts, "web", "UP; address=127.0.0.1; port=8080; name=be_web/app1; node=lb1; weight=1/2; scur=0/0; qcur=0")
+	checkWithState(t, ts, "solo", "UP; address=127.0.0.1; port=8080; name=be_solo/solo1; node=lb1; weight=1/1; scur=0/0; qcur=0")
+	code, body := postSpool(t, ts, "/spool/all/0/status", url.Values{"status": {"down"}, "reason": {"r"}, "guard": {"1"}})
+	if code != http.StatusConflict || !strings.Contains(body, "be_solo") || strings.Contains(body, "be_web") {
+		t.Fatalf("guard=1 down all = %d %q, want 409 naming be_solo only", code, body)
+	}
+	code, body = postSpool(t, ts, "/spool/solo/0/status", url.Values{"status": {"drain"}, "reason": {"r"}, "guard": {"1"}})
+	if code != http.StatusConflict || !strings.Contains(body, "be_solo") {
+		t.Fatalf("guard=1 drain solo = %d %q, want 409 naming be_solo", code, body)
+	}
+	if marks, err := ts.store.List(); err != nil || len(marks) != 0 {
+		t.Fatalf("refused changes wrote %v (%v)", marks, err)
+	}
+}
+
+// A writer refuses, with a 400 and nothing written, what would make the mark unreadable or its
+// age untrustworthy.
+func TestSpoolPostRefusesWhatReadersCannotTrust(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true })
+	future := strconv.FormatInt(time.Now().Add(48*time.Hour).Unix(), 10)
+	for name, form := range map[string]url.Values{
+		"a reason over the form limit": {"status": {"down"}, "reason": {strings.Repeat("x", 70<<10)}},
+		"a future creation":            {"status": {"down"}, "reason": {"r"}, "creation": {future}},
+	} {
+		code, body := postSpool(t, ts, "/spool/web/0/status", form)
+		if code != http.StatusBadRequest || strings.Count(strings.TrimSpace(body), "\n") != 0 {
+			t.Errorf("%s: %d %q, want 400 and one line", name, code, body)
+		}
+	}
+	if marks, err := ts.store.List(); err != nil || len(marks) != 0 {
+		t.Fatalf("refused changes wrote %v (%v)", marks, err)
+	}
+}
