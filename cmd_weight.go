@@ -17,7 +17,7 @@ type weightCmd struct {
 	spoolFlags
 	outFlags
 	guardFlags
-	Port          int    `short:"p" default:"3333" help:"Port of the running hacheck server, asked what the load balancers see (for the guard)."`
+	serverFlags          // asked what the load balancers see, for the guard
 	ServicePort   int    `short:"P" name:"service-port" default:"0" help:"Weight only this instance (port); 0 means the whole service."`
 	Reason        string `short:"r" help:"Why; default: the user running the command."`
 	JSON          bool   `name:"json" help:"Print the written mark as JSON."`
@@ -48,7 +48,7 @@ func (c *weightCmd) Run(e *env) error {
 	guard := func(spool.Set) error { return nil }
 	if c.guardFlags.on(e) {
 		// A weight takes weight away as a down mark does (0% all of it): guarded alike.
-		guard = guardCheck(e, lbFlags{Port: c.Port}, []spool.Mark{mark})
+		guard = guardCheck(e, lbFlags{serverFlags: c.serverFlags}, []spool.Mark{mark})
 	}
 	ms, err := c.store(e).PutAll([]spool.Mark{mark}, func(held spool.Set) error {
 		// A weight replaces the mark of the same name; it must not quietly bring back a
