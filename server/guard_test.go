@@ -16,7 +16,7 @@ import (
 // POST guard=1: the load balancer has reported neither change yet, so only the spool can tell
 // the second one that the first went ahead. Exactly one may pass, every time.
 func TestSpoolPostGuardSecondOperator(t *testing.T) {
-	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true })
+	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true }, trustAtOnce)
 	for _, port := range []int{8080, 8081} {
 		checkWithState(t, ts, "web", "UP; address=127.0.0.1; port="+strconv.Itoa(port)+"; name=be_web/app"+strconv.Itoa(port)+"; node=lb1; weight=1/2; scur=0/0; qcur=0")
 	}
@@ -66,7 +66,7 @@ func TestSpoolPostGuardSecondOperator(t *testing.T) {
 
 // The host-wide mark and a drain are guarded like any down.
 func TestSpoolPostGuardAllAndDrain(t *testing.T) {
-	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true })
+	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true }, trustAtOnce)
 	checkWithState(t, ts, "web", "UP; address=127.0.0.1; port=8080; name=be_web/app1; node=lb1; weight=1/2; scur=0/0; qcur=0")
 	checkWithState(t, ts, "solo", "UP; address=127.0.0.1; port=8080; name=be_solo/solo1; node=lb1; weight=1/1; scur=0/0; qcur=0")
 	code, body := postSpool(t, ts, "/spool/all/0/status", url.Values{"status": {"down"}, "reason": {"r"}, "guard": {"1"}})
@@ -85,7 +85,7 @@ func TestSpoolPostGuardAllAndDrain(t *testing.T) {
 // A writer refuses, with a 400 and nothing written, what would make the mark unreadable or its
 // age untrustworthy.
 func TestSpoolPostRefusesWhatReadersCannotTrust(t *testing.T) {
-	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true })
+	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true }, trustAtOnce)
 	future := strconv.FormatInt(time.Now().Add(48*time.Hour).Unix(), 10)
 	for name, form := range map[string]url.Values{
 		"a reason over the form limit": {"status": {"down"}, "reason": {strings.Repeat("x", 70<<10)}},
