@@ -147,13 +147,11 @@ func landingMarkOf(m spool.Mark) landingMark {
 	return row
 }
 
-// landingKind names what a mark does, as hashowdowned does: down, drain, or only a weight.
+// landingKind is the mark's kind, with the percentage of a weight ("weight 30%"), as the
+// commands print it.
 func landingKind(m spool.Mark) string {
-	switch {
-	case m.Err == nil && m.Drain:
-		return "drain"
-	case m.WeightOnly():
-		return fmt.Sprintf("weight %d%%", *m.Weight)
+	if k := m.Kind(); k != spool.KindWeight {
+		return string(k)
 	}
-	return "down"
+	return fmt.Sprintf("%s %d%%", spool.KindWeight, *m.Weight)
 }

@@ -21,6 +21,10 @@ func TestLandingPage(t *testing.T) {
 	if _, err := ts.store.Put(spool.Mark{Service: "api", Reason: "deploy by bob", Drain: true}); err != nil {
 		t.Fatal(err)
 	}
+	thirty := 30
+	if _, err := ts.store.Put(spool.Mark{Service: "search", Reason: "canary", Weight: &thirty}); err != nil {
+		t.Fatal(err)
+	}
 	for range 3 {
 		ts.get(t, "/spool/api/0/", "X-Haproxy-Server-State", sendState("NOLB", "be_api/api1", "lb-east", "9000"))
 		ts.get(t, "/spool/db/0/")
@@ -39,6 +43,7 @@ func TestLandingPage(t *testing.T) {
 		// The marks: service, port, kind, reason, since, until.
 		"<td>web</td>\n<td>8080</td>\n<td class=\"down\">down</td>\n<td>kernel upgrade by alice</td>",
 		"<td>api</td>\n<td>all ports</td>\n<td class=\"drain\">drain</td>\n<td>deploy by bob</td>",
+		"<td>search</td>\n<td>all ports</td>\n<td>weight 30%</td>\n<td>canary</td>",
 		"no expiration", "(in 2h0m0s)", "(0s ago)",
 		// Checked recently, with the last answer.
 		"<td>db</td>\n<td class=\"num up\">200</td>\n<td>127.0.0.1</td>",
