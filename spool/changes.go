@@ -3,17 +3,12 @@ package spool
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Change is a mark that appeared, was rewritten or disappeared between two readings of the
@@ -28,36 +23,44 @@ type Change struct {
 	Owner int
 }
 
-// ChangeWatcher reports every change of the root's marks, whoever made it. It keeps its own
-// inotify watch, apart from the one checks read through (watch.go), because it must wake up
-// on a change rather than be asked by a check. Changes its own process makes go through Own,
-// so that they are reported once, by the caller, and not a second time here.
+// ChangeWatcher reports every change of the root's marks, whoever made it. It hears of them
+// through the store's own inotify watch (watch.go), the one checks read through: while Run
+// runs, a waiter takes events off that watch as they come (checks take them too, when they
+// are first), so Run wakes on a change rather than when a check happens to ask. Changes its
+// own process makes go through Own, so that they are reported once, by the caller, and not a
+// second time here.
 type ChangeWatcher struct {
 	store *Store
-	file  *os.File // the inotify descriptor, read through the runtime's poller
-	// closed is set before file is closed. Run cannot tell a close from the error it causes:
-	// a Read on the closed file says os.ErrClosed, but a SetReadDeadline says "use of closed
-	// file", an error no exported value matches.
-	closed atomic.Bool
+	watch *watcher
+	owned bool // WatchChanges started the store's watch, and Close ends it
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed by Close
 
 	mu   sync.Mutex // serialises readings and Own
 	prev Set
 }
 
 // WatchChanges starts following the root, which must exist; the marks present now are the
-// starting point, not changes. Run delivers the changes; Close stops.
+// starting point, not changes. A store not yet watched is watched from now on (Close ends
+// that watch again). Run delivers the changes; Close stops.
 func (s *Store) WatchChanges() (*ChangeWatcher, error) {
-	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("watch %s for changes: inotify: %w", s.root, err)
+	owned := false
+	if !s.Watching() {
+		if s.watch != nil {
+			return nil, fmt.Errorf("watch %s for changes: the store's watch is closed or the directory went away", s.root)
+		}
+		if err := s.Watch(); err != nil {
+			return nil, fmt.Errorf("watch %s for changes: %w", s.root, err)
+		}
+		owned = true
 	}
-	if _, err := unix.InotifyAddWatch(fd, s.root, watchMask); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("watch %s for changes: %w", s.root, err)
-	}
-	cw := &ChangeWatcher{store: s, file: os.NewFile(uintptr(fd), "inotify:"+s.root)}
+	cw := &ChangeWatcher{store: s, watch: s.watch, owned: owned, closed: make(chan struct{})}
+	var err error
 	if cw.prev, err = cw.read(); err != nil {
-		cw.file.Close()
+		if owned {
+			s.Close()
+		}
 		return nil, fmt.Errorf("watch %s for changes: %w", s.root, err)
 	}
 	return cw, nil
@@ -65,69 +68,109 @@ func (s *Store) WatchChanges() (*ChangeWatcher, error) {
 
 // Close stops Run, which then returns nil. Closing twice is not an error.
 func (cw *ChangeWatcher) Close() error {
-	if cw.closed.Swap(true) {
-		return nil
-	}
-	return cw.file.Close()
+	var err error
+	cw.closeOnce.Do(func() {
+		close(cw.closed)
+		if cw.owned {
+			err = cw.store.Close()
+		}
+	})
+	return err
 }
 
 // Run calls report for every change made outside Own, in the order seen, until ctx ends or
 // Close is called (nil), or the root itself goes away (an error). Changes in quick succession
-// may be seen as one.
+// may be seen as one. One Run at a time.
 func (cw *ChangeWatcher) Run(ctx context.Context, report func(Change)) error {
-	stop := context.AfterFunc(ctx, func() { cw.Close() })
-	defer stop()
-	buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
-	for {
-		// Block for the first event, then take the ones that follow within settle: a writer
-		// that rewrites a file in place (create or truncate, then write) is seen once, with
-		// what it wrote, not once empty and again full.
-		gone := false
-		for first := true; ; first = false {
-			deadline := time.Time{}
-			if !first {
-				deadline = time.Now().Add(settle)
-			}
-			err := cw.file.SetReadDeadline(deadline)
-			n := 0
-			if err == nil {
-				n, err = cw.file.Read(buf)
-			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+	select {
+	case <-cw.closed:
+		return nil
+	default:
+	}
+	w := cw.watch
+	// The waiter takes events off the watch as they come. It is stopped by a read deadline in
+	// the past, set after stop: it checks stop after setting its own deadline, so whichever
+	// deadline is set last, it ends.
+	var stop atomic.Bool
+	waiterDone := make(chan error, 1)
+	go func() {
+		for {
+			err := w.file.SetReadDeadline(time.Time{})
+			if stop.Load() {
+				err = nil
 				break
 			}
-			if err != nil && cw.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) {
+			if err == nil {
+				err = w.wait(cw.store)
+			}
+			if err != nil || w.dead.Load() {
+				waiterDone <- err
+				return
+			}
+		}
+		waiterDone <- nil
+	}()
+	defer func() {
+		stop.Store(true)
+		w.file.SetReadDeadline(time.Unix(1, 0))
+		<-waiterDone
+	}()
+
+	settleTimer := time.NewTimer(settle)
+	settleTimer.Stop()
+	for {
+		// Wait for the first events, then for the ones that follow within settle: a writer
+		// that rewrites a file in place (create or truncate, then write) is seen once, with
+		// what it wrote, not once empty and again full.
+		for first := true; ; first = false {
+			var settled <-chan time.Time
+			if !first {
+				settleTimer.Reset(settle)
+				settled = settleTimer.C
+			}
+			select {
+			case <-ctx.Done():
 				return nil
+			case <-cw.closed:
+				return nil
+			case err := <-waiterDone:
+				waiterDone <- err // for the deferred stop
+				return cw.ended(report, err)
+			case <-w.drained:
+				if !first {
+					settleTimer.Stop()
+				}
+				if w.dead.Load() {
+					return cw.ended(report, nil)
+				}
+				continue
+			case <-settled:
 			}
-			if err != nil {
-				return fmt.Errorf("watch %s for changes: %w", cw.store.root, err)
-			}
-			gone = gone || rootGone(buf[:n])
+			break
 		}
 		for _, c := range cw.diff() {
 			report(c)
 		}
-		if gone {
-			return fmt.Errorf("watch %s for changes: the directory was removed or moved", cw.store.root)
-		}
 	}
+}
+
+// ended is Run's end when the watch ended under it: the store closed its watch (nil), or the
+// root went away, reported after the changes that came before.
+func (cw *ChangeWatcher) ended(report func(Change), err error) error {
+	if cw.watch.isClosed() {
+		return nil
+	}
+	for _, c := range cw.diff() {
+		report(c)
+	}
+	if err != nil {
+		return fmt.Errorf("watch %s for changes: %w", cw.store.root, err)
+	}
+	return fmt.Errorf("watch %s for changes: the directory was removed, moved or replaced", cw.store.root)
 }
 
 // settle is how long Run waits for further events after one before it reads the root.
 const settle = 20 * time.Millisecond
-
-// rootGone reports whether the events in buf say the watched directory itself went away.
-func rootGone(buf []byte) bool {
-	for off := 0; off+unix.SizeofInotifyEvent <= len(buf); {
-		// struct inotify_event: wd int32, mask uint32, cookie uint32, len uint32, name.
-		mask := binary.NativeEndian.Uint32(buf[off+4:])
-		if mask&(unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_UNMOUNT) != 0 {
-			return true
-		}
-		off += unix.SizeofInotifyEvent + int(binary.NativeEndian.Uint32(buf[off+12:]))
-	}
-	return false
-}
 
 // Own runs fn, a change this process makes to the mark of (service, port) and reports itself,
 // so that Run does not report it again. Changes by other writers in the meantime are still

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -184,5 +185,92 @@ func TestChangeWatcherStopsWithoutError(t *testing.T) {
 func TestChangeWatcherNeedsRoot(t *testing.T) {
 	if _, err := New(filepath.Join(t.TempDir(), "missing")).WatchChanges(); err == nil {
 		t.Fatal("WatchChanges on a missing root succeeded")
+	}
+}
+
+// inotifyInstances counts this process's inotify descriptors.
+func inotifyInstances(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	n := 0
+	for _, e := range entries {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && target == "anon_inode:inotify" {
+			n++
+		}
+	}
+	return n
+}
+
+// The checks' snapshot and the change watcher hear of changes through one inotify watch, and
+// the changes a check takes off it first still reach the watcher: a change read by a check at
+// once, before the watcher can, is reported all the same, every time.
+func TestChangeWatcherSharesTheChecksWatch(t *testing.T) {
+	before := inotifyInstances(t)
+	s := New(t.TempDir())
+	if err := s.Watch(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cw, err := s.WatchChanges()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cw.Close()
+	events := make(chan Change, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cw.Run(ctx, func(c Change) { events <- c }) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run after cancel: %v", err)
+		}
+	}()
+	if got := inotifyInstances(t) - before; got != 1 {
+		t.Errorf("%d inotify instances for the store and its change watcher, want 1", got)
+	}
+	for i := range 20 {
+		reason := "change " + strconv.Itoa(i)
+		if _, err := s.Down("web", 0, reason, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if m, down := s.Status("web", 0); !down || m.Reason != reason {
+			t.Fatalf("check after %q: %v %q", reason, down, m.Reason)
+		}
+		select {
+		case c := <-events:
+			if c.New == nil || c.New.Reason != reason {
+				t.Fatalf("reported %+v, want the mark %q", c, reason)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%q, taken by a check first, not reported within 10s", reason)
+		}
+	}
+}
+
+// Closing the store's watch under a running change watcher stops it without an error.
+func TestChangeWatcherStopsWithTheStore(t *testing.T) {
+	s := New(t.TempDir())
+	if err := s.Watch(); err != nil {
+		t.Fatal(err)
+	}
+	cw, err := s.WatchChanges()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cw.Close()
+	done := make(chan error, 1)
+	go func() { done <- cw.Run(context.Background(), func(Change) {}) }()
+	s.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of the store's Close")
 	}
 }

@@ -3,6 +3,7 @@ package spool
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -25,6 +26,8 @@ import (
 // request refreshes) or was drained by a refresh, which clears the snapshot before draining and
 // stores the new one, read from disk after draining. A request that sees no queued event and a
 // non-nil snapshot therefore sees a snapshot at least as new as every finished write.
+// Events are taken off the watch only by refresh, whether a check or the ChangeWatcher's waiter
+// (changes.go) takes them, so the argument holds with both reading the one watch.
 //
 // Not cheaper alternatives that look equivalent: a zero-timeout epoll_wait on an epoll set
 // holding the inotify descriptor costs a third less, but its lockless "anything ready?" check
@@ -42,10 +45,16 @@ type snapshot struct {
 }
 
 type watcher struct {
-	fd     int
+	fd int
+	// file is fd for the runtime's poller, through which a ChangeWatcher waits for events
+	// (wait); checks never wait, they ask FIONREAD. It owns fd: Close closes it.
+	file   *os.File
 	mu     sync.Mutex // serialises refreshes and Close
 	closed bool       // guarded by mu
 	snap   atomic.Pointer[snapshot]
+	// drained gets a token whenever a refresh took events off the watch, or found it dead:
+	// whoever took them (a check or the ChangeWatcher's waiter), the ChangeWatcher hears of it.
+	drained chan struct{}
 	// dead is set when the watch no longer describes the root: the kernel dropped it (root
 	// deleted, moved or unmounted) or the root path now leads to another directory. The store
 	// then reads files directly, which is always correct, only slower.
@@ -77,7 +86,8 @@ func (s *Store) Watch() error {
 		unix.Close(fd)
 		return fmt.Errorf("watch %s: %w", s.root, err)
 	}
-	s.watch = &watcher{fd: fd, dev: st.Dev, ino: st.Ino}
+	s.watch = &watcher{fd: fd, file: os.NewFile(uintptr(fd), "inotify:"+s.root), dev: st.Dev, ino: st.Ino,
+		drained: make(chan struct{}, 1)}
 	return nil
 }
 
@@ -97,7 +107,13 @@ func (s *Store) Close() error {
 	}
 	w.closed = true
 	w.dead.Store(true)
-	return unix.Close(w.fd)
+	return w.file.Close()
+}
+
+func (w *watcher) isClosed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.closed
 }
 
 // current returns a snapshot no older than the last finished write, or nil when the store must
@@ -139,9 +155,14 @@ func (w *watcher) refresh(s *Store) *snapshot {
 		}
 	}
 	w.snap.Store(nil) // before draining: see the comment at the top of this file
-	if err := w.drain(); err != nil {
+	took, err := w.drain()
+	if err != nil {
 		w.dead.Store(true)
+		w.signalDrained()
 		return nil
+	}
+	if took {
+		w.signalDrained()
 	}
 	snap, err := s.readSnapshot()
 	if err != nil {
@@ -151,25 +172,63 @@ func (w *watcher) refresh(s *Store) *snapshot {
 	return snap
 }
 
-// drain consumes every queued event. It returns an error when the watch itself is gone.
-func (w *watcher) drain() error {
+// drain consumes every queued event; took says there was at least one. It returns an error
+// when the watch itself is gone.
+func (w *watcher) drain() (took bool, err error) {
 	var buf [64 * (unix.SizeofInotifyEvent + unix.NAME_MAX + 1)]byte
 	for {
 		n, err := unix.Read(w.fd, buf[:])
 		if errors.Is(err, syscall.EAGAIN) {
-			return nil
+			return took, nil
 		}
 		if err != nil {
-			return fmt.Errorf("read inotify events: %w", err)
+			return took, fmt.Errorf("read inotify events: %w", err)
 		}
+		took = took || n > 0
 		for off := 0; off+unix.SizeofInotifyEvent <= n; {
 			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
 			if ev.Mask&(unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_UNMOUNT) != 0 {
-				return errors.New("spool root watch removed")
+				return took, errors.New("spool root watch removed")
 			}
 			off += unix.SizeofInotifyEvent + int(ev.Len)
 		}
 	}
+}
+
+// signalDrained tells a ChangeWatcher, if one listens, that events were taken; one token
+// stands for any number.
+func (w *watcher) signalDrained() {
+	select {
+	case w.drained <- struct{}{}:
+	default:
+	}
+}
+
+// wait blocks until events are queued on the watch or it is dead, then takes them with a
+// refresh (which signals drained). It returns an error when the store closed the watch or the
+// read deadline passed (how a ChangeWatcher stops it). Events a check takes first wake it
+// too (their edge reaches the poller), and it waits again: the check signalled them.
+func (w *watcher) wait(s *Store) error {
+	rc, err := w.file.SyscallConn()
+	if err != nil {
+		return err
+	}
+	err = rc.Read(func(fd uintptr) bool {
+		if w.dead.Load() {
+			return true
+		}
+		pending, err := queuedBytes(int(fd))
+		return err != nil || pending > 0
+	})
+	if err != nil {
+		return err
+	}
+	if w.dead.Load() {
+		w.signalDrained()
+		return nil
+	}
+	w.refresh(s)
+	return nil
 }
 
 // readSnapshot reads every mark in the root, expired ones included (expiry is judged per
