@@ -47,6 +47,8 @@ type Config struct {
 	PostgresDatabase Text   `yaml:"postgres_database" want:"must be a database name of 1-63 bytes"`
 	// RlimitNofile is the open-files limit to set at startup; see Rlimit.
 	RlimitNofile Rlimit `yaml:"rlimit_nofile" want:"must be \"max\" or a positive integer"`
+	// MemoryLimit is the soft limit on the server's memory; see MemoryLimit. Default 40 MiB.
+	MemoryLimit MemoryLimit `yaml:"memory_limit" want:"must be \"off\", 0, or at least 16MiB: bytes, or a number with B, KiB, MiB, GiB or TiB"`
 	// CheckAllowedCIDRs may make check requests (GET /<protocol>/...); others get 403. Default
 	// any client (0.0.0.0/0, ::/0): a check answers with a local endpoint's status and up to
 	// 4 KiB of its body, so narrow this to the load balancers' networks where that matters.
@@ -91,6 +93,9 @@ const (
 	defaultCacheTime    = 10 * time.Second
 	defaultCheckTimeout = 10 * time.Second
 	defaultLBWindow     = 30 * time.Second
+	// defaultMemoryLimit keeps the server's peak RSS near 50 MiB under any flood measured
+	// (docs/performance.md); its live data is a few MiB.
+	defaultMemoryLimit = 40 << 20
 	// defaultPostgresDatabase exists on every PostgreSQL server: initdb creates it.
 	defaultPostgresDatabase = "postgres"
 	// maxPostgresNameLen is PostgreSQL's identifier length (NAMEDATALEN-1); the server cuts
@@ -123,6 +128,7 @@ func Default() Config {
 			netip.MustParsePrefix("127.0.0.0/8"),
 			netip.MustParsePrefix("::1/128"),
 		},
+		MemoryLimit:  defaultMemoryLimit,
 		MaxSourceIPs: 1000,
 		MaxServices:  2000,
 		LBWindow:     Duration(defaultLBWindow),
@@ -219,6 +225,9 @@ func (c Config) problems() []problem {
 	}
 	if _, err := c.RlimitNofile.limit(); err != nil {
 		bad("rlimit_nofile", quoteCut(string(c.RlimitNofile)))
+	}
+	if c.MemoryLimit != 0 && c.MemoryLimit < minMemoryLimit {
+		bad("memory_limit", c.MemoryLimit.String())
 	}
 	if len(c.CheckAllowedCIDRs) == 0 {
 		// Nobody could be checked: every service would go down at the load balancers.

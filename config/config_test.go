@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +77,7 @@ func TestLoadConfigFixtures(t *testing.T) {
 		PostgresPassword:        "pg-s3cret",
 		PostgresDatabase:        "health",
 		RlimitNofile:            "8192",
+		MemoryLimit:             64 << 20,
 		CheckAllowedCIDRs:       mustPrefixes(t, "10.20.0.0/16", "fd00::/8"),
 		AllowRemoteSpoolChanges: true,
 		RemoteSpoolAllowedCIDRs: mustPrefixes(t, "10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"),
@@ -217,6 +220,9 @@ var badConfigs = []struct {
 	{"lb_window zero", `lb_window: 0`, `line 1: config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got 0`},
 	{"lb_window a day", `lb_window: 24h`, `line 1: config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got 86400`},
 	{"lb_window word", `lb_window: long`, `line 1: config key lb_window: must be a number of seconds > 0 and <= 3600 or a duration like "30s", got "long"`},
+	{"memory_limit tiny", `memory_limit: 1MiB`, `line 1: config key memory_limit: must be "off", 0, or at least 16MiB: bytes, or a number with B, KiB, MiB, GiB or TiB, got 1MiB`},
+	{"memory_limit unit", `memory_limit: 64MB`, `line 1: config key memory_limit: must be "off", 0, or at least 16MiB: bytes, or a number with B, KiB, MiB, GiB or TiB, got "64MB"`},
+	{"memory_limit negative", `memory_limit: -1`, `line 1: config key memory_limit: must be "off", 0, or at least 16MiB: bytes, or a number with B, KiB, MiB, GiB or TiB, got -1`},
 	{"lb_sources empty", `lb_sources: []`, `line 1: config key lb_sources: must list at least one CIDR (0.0.0.0/0 and ::/0: any address)`},
 	{"lb_sources word", `lb_sources: [haproxy1]`, `line 1: config key lb_sources[0]: must be a CIDR like 10.0.0.0/8 or an IP address, got "haproxy1"; line 1: config key lb_sources: must list at least one CIDR (0.0.0.0/0 and ::/0: any address)`},
 	{"min_remaining_weight negative", `min_remaining_weight: -1`, `line 1: config key min_remaining_weight: must be an integer from 0 to 1000000, got -1`},
@@ -452,6 +458,11 @@ func TestParseConfigAcceptedForms(t *testing.T) {
 		{"lb_sources: 10.1.2.3", func(c Config) bool {
 			return reflect.DeepEqual(c.LBSources, Prefixes{netip.MustParsePrefix("10.1.2.3/32")})
 		}},
+		{"memory_limit: off", func(c Config) bool { return c.MemoryLimit == 0 }},
+		{"memory_limit: 0", func(c Config) bool { return c.MemoryLimit == 0 }},
+		{"memory_limit: 33554432", func(c Config) bool { return c.MemoryLimit == 32<<20 }},
+		{"memory_limit: 1GiB", func(c Config) bool { return c.MemoryLimit == 1<<30 }},
+		{"memory_limit: null", func(c Config) bool { return c.MemoryLimit == 40<<20 }},
 		{"lb_sources: null", func(c Config) bool { return len(c.LBSources) == 2 && c.LBSources[0].Bits() == 0 }},
 		{"defaults: &d 5\ncache_time: *d", func(c Config) bool { return time.Duration(c.CacheTime) == 5*time.Second }},
 	} {
@@ -616,6 +627,35 @@ func TestMaintenanceKeys(t *testing.T) {
 	} {
 		if _, _, err := Parse([]byte(text)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Parse(%q) = %v, want an error containing %q", text, err, want)
+		}
+	}
+}
+
+// The server's side of memory_limit: the runtime's limit is the config's, unless GOMEMLIMIT is
+// set, which wins.
+func TestMemoryLimitApply(t *testing.T) {
+	was := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(was)
+	noEnv := func(string) string { return "" }
+	if got, env := MemoryLimit(48 << 20).Apply(noEnv); got != 48<<20 || env || debug.SetMemoryLimit(-1) != 48<<20 {
+		t.Errorf("Apply(48MiB) = %d, %v; runtime limit %d", got, env, debug.SetMemoryLimit(-1))
+	}
+	if got, _ := MemoryLimit(0).Apply(noEnv); got != math.MaxInt64 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+		t.Errorf("Apply(off) = %d; runtime limit %d, want none", got, debug.SetMemoryLimit(-1))
+	}
+	debug.SetMemoryLimit(30 << 20) // as the runtime does from GOMEMLIMIT=30MiB at startup
+	env := func(k string) string {
+		if k == "GOMEMLIMIT" {
+			return "30MiB"
+		}
+		return ""
+	}
+	if got, fromEnv := MemoryLimit(48 << 20).Apply(env); got != 30<<20 || !fromEnv || debug.SetMemoryLimit(-1) != 30<<20 {
+		t.Errorf("with GOMEMLIMIT set, Apply(48MiB) = %d, %v; runtime limit %d, want GOMEMLIMIT's", got, fromEnv, debug.SetMemoryLimit(-1))
+	}
+	for m, want := range map[MemoryLimit]string{0: "off", 40 << 20: "40MiB", 1 << 30: "1GiB", 1000: "1000", 3 << 10: "3KiB"} {
+		if got := m.String(); got != want {
+			t.Errorf("MemoryLimit(%d).String() = %q, want %q", int64(m), got, want)
 		}
 	}
 }

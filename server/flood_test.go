@@ -7,7 +7,11 @@ package server
 //
 //	HACHECK_FLOOD=1 go test -run TestFloodHarness -v -timeout 10m ./server/
 //
-// HACHECK_FLOOD_CONNS (default 64) is how many keep-alive connections send the flood. The
+// HACHECK_FLOOD_CONNS (default 64) is how many keep-alive connections send the flood;
+// HACHECK_FLOOD_CONFIG is appended to the server's config (e.g. "memory_limit: off"). After the
+// service names and query strings come two floods of the load-balancer tracker: 32,000 check
+// requests whose send-state header has an 11 KB node name, and 100,000 invented reporters with
+// 128-byte names. The
 // flood is the worst case for memory: the upstream answers 4 KiB (the most of a body a check
 // keeps), service names are 128 bytes (the longest valid) and query strings 1,000 bytes (just
 // under the cap on path and query).
@@ -56,7 +60,7 @@ func TestFloodHarness(t *testing.T) {
 	port := strconv.Itoa(backend.Listener.Addr().(*net.TCPAddr).Port)
 
 	config := filepath.Join(t.TempDir(), "hacheck.yml")
-	if err := os.WriteFile(config, []byte("log_path: stderr\n"), 0o644); err != nil {
+	if err := os.WriteFile(config, []byte("log_path: stderr\n"+os.Getenv("HACHECK_FLOOD_CONFIG")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
@@ -66,8 +70,15 @@ func TestFloodHarness(t *testing.T) {
 	waitHTTP(t, base+"/status")
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}
-	get := func(path string) (int, []byte) {
-		resp, err := client.Get(base + path)
+	get := func(path string, header ...string) (int, []byte) {
+		req, err := http.NewRequest(http.MethodGet, base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(header) > 0 {
+			req.Header.Set("X-Haproxy-Server-State", header[0])
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Errorf("GET %s: %v", path, err)
 			return 0, nil
@@ -120,6 +131,30 @@ func TestFloodHarness(t *testing.T) {
 	_, hwmNames := processMemory(t, pid)
 	queries := flood(30_000, func(i int) string { return floodQuery(i, port) })
 	_, hwm := processMemory(t, pid)
+	floodLB := func(n int, header func(i int) string) time.Duration {
+		start := time.Now()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range conns {
+			wg.Go(func() {
+				for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+					get(fmt.Sprintf("/spool/lb%d/0/", i%2000), header(i))
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	huge := strings.Repeat("n", 11<<10)
+	hugeNodes := floodLB(32_000, func(i int) string {
+		return fmt.Sprintf("UP; address=127.0.0.1; port=80; name=be/s; node=%05d%s; weight=1/2; scur=0/0; qcur=0", i, huge)
+	})
+	_, hwmHuge := processMemory(t, pid)
+	name := func(i int) string { return fmt.Sprintf("%0128d", i) }
+	reporters := floodLB(100_000, func(i int) string {
+		return "UP; address=127.0.0.1; port=80; name=" + name(i) + "/" + name(i) + "; node=" + name(i) + "; weight=1/2; scur=0/0; qcur=0"
+	})
+	_, hwmReporters := processMemory(t, pid)
 
 	// With the cache full of the flood's keys: 100 concurrent requests for each of 10 new keys.
 	var wg sync.WaitGroup
@@ -150,9 +185,11 @@ func TestFloodHarness(t *testing.T) {
 	<-sampled
 	afterRSS, _ := processMemory(t, pid)
 
-	t.Logf("flood over %d keep-alive connections, default config (cache_time 10 s)", conns)
+	t.Logf("flood over %d keep-alive connections, default config (cache_time 10 s) and %q", conns, os.Getenv("HACHECK_FLOOD_CONFIG"))
 	t.Logf("RSS at start %.0f MiB; peak %.0f MiB after 100,000 service names (%s), %.0f MiB after 30,000 query strings too (%s); %.0f MiB at the end",
 		mib(startRSS), mib(hwmNames), names.Round(time.Millisecond), mib(hwm), queries.Round(time.Millisecond), mib(afterRSS))
+	t.Logf("peak %.0f MiB after 32,000 send-state headers with 11 KB node names (%s), %.0f MiB after 100,000 invented reporters (%s)",
+		mib(hwmHuge), hugeNodes.Round(time.Millisecond), mib(hwmReporters), reporters.Round(time.Millisecond))
 	t.Logf("highest RSS sampled every 50 ms: %.0f MiB", mib(peakSeen.Load()))
 	t.Logf("full cache: 100 concurrent requests for each of 10 new keys made %d upstream checks (%.1f per key)", freshChecks, float64(freshChecks)/10)
 	for _, e := range endpoints {

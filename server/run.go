@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -58,6 +59,9 @@ func Run(ctx context.Context, opts RunOptions, stderr io.Writer) error {
 		return &ConfigError{err}
 	} else if before != after {
 		logger.Info().Uint64("from", before).Uint64("to", after).Msg("raised the open files limit")
+	}
+	if limit, fromEnv := cfg.MemoryLimit.Apply(os.Getenv); fromEnv {
+		logger.Info().Int64("bytes", limit).Msg("memory limit from GOMEMLIMIT; memory_limit is not applied")
 	}
 	// Sockets handed over by systemd (hacheck.socket) outlive this process, so checks queue in
 	// the kernel instead of being refused while hacheck restarts. Taken before anything starts
@@ -178,6 +182,7 @@ func (s *Server) reload(opts RunOptions, logCloser io.Closer) io.Closer {
 		s.logger().Error().Err(err).Msg("config reload failed: rlimit_nofile; keeping the running configuration")
 		return logCloser
 	}
+	cfg.MemoryLimit.Apply(os.Getenv)
 	// A reopen-able log file is reopened on every SIGHUP, as logrotate's postrotate expects;
 	// a changed log_path gets a new logger.
 	if r, ok := logCloser.(interface{ Reopen() error }); ok {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -311,5 +312,32 @@ func TestRunListensOnTheConfigsPort(t *testing.T) {
 		}
 	case err := <-done:
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestRunSetsMemoryLimit: the server sets the runtime's soft memory limit from memory_limit at
+// start and on reload.
+func TestRunSetsMemoryLimit(t *testing.T) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		t.Skip("GOMEMLIMIT is set, and wins over memory_limit")
+	}
+	was := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(was) })
+	config := filepath.Join(t.TempDir(), "hacheck.yml")
+	if err := os.WriteFile(config, []byte("memory_limit: 24MiB\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, reload, _ := runServer(t, config)
+	if got := debug.SetMemoryLimit(-1); got != 24<<20 {
+		t.Fatalf("memory limit while serving: %d, want 24 MiB", got)
+	}
+	if err := os.WriteFile(config, []byte("memory_limit: 32MiB\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	for deadline := time.Now().Add(5 * time.Second); debug.SetMemoryLimit(-1) != 32<<20; runtimeYield() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a reload to 32MiB the memory limit is %d", debug.SetMemoryLimit(-1))
+		}
 	}
 }
