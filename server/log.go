@@ -71,6 +71,7 @@ type ReopeningFile struct {
 	mu        sync.Mutex
 	f         *os.File // nil once closed
 	lastCheck time.Time
+	ends      lineEnds // of the lines in f
 }
 
 // OpenReopeningFile opens (creating it with mode 0640 if needed) path for appending.
@@ -105,7 +106,30 @@ func (r *ReopeningFile) Write(p []byte) (int, error) {
 			_ = r.reopenLocked()
 		}
 	}
-	return r.f.Write(p)
+	return r.ends.write(r.f, p)
+}
+
+// lineEnds keeps each record on a line of its own in a file that refused part of one: a full
+// disk takes the first bytes of a line and refuses the rest, and the record written once space
+// is back would continue that fragment, making both unreadable as JSON. The fragment is ended
+// first, so the record after it is a whole line again (the one cut short is lost, as it would
+// have been anyway).
+type lineEnds struct {
+	torn bool // the last write stopped inside a line
+}
+
+func (l *lineEnds) write(w io.Writer, p []byte) (int, error) {
+	if l.torn {
+		if _, err := w.Write([]byte{'\n'}); err != nil {
+			return 0, err // still no room: nothing of p written, still torn
+		}
+		l.torn = false
+	}
+	n, err := w.Write(p)
+	if n > 0 && n < len(p) && p[n-1] != '\n' {
+		l.torn = true
+	}
+	return n, err
 }
 
 // moved reports whether the path no longer names the open file.
@@ -136,7 +160,7 @@ func (r *ReopeningFile) reopenLocked() error {
 		return err
 	}
 	old := r.f
-	r.f = f
+	r.f, r.ends = f, lineEnds{} // a fragment left in the old file stays there
 	return old.Close()
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -352,3 +354,49 @@ func TestMetricsErrorsGoToTheServerLog(t *testing.T) {
 		}
 	}
 }
+
+// fullDisk takes room bytes, then refuses everything, the way a write(2) to a file on a full
+// disk does: part of a record, then ENOSPC.
+type fullDisk struct {
+	bytes.Buffer
+	room int
+}
+
+func (d *fullDisk) Write(p []byte) (int, error) {
+	if len(p) <= d.room {
+		d.room -= len(p)
+		return d.Buffer.Write(p)
+	}
+	n := d.room
+	d.room = 0
+	d.Buffer.Write(p[:n])
+	return n, syscall.ENOSPC
+}
+
+// With the log on a full disk a record is cut short; once there is room again, the next
+// record is a line of its own, whole JSON, never glued to the fragment.
+func TestLogRecordAfterAFullDiskIsAWholeLine(t *testing.T) {
+	for _, room := range []int{0, 1, 30, 80} { // nothing, one byte, mid-record, one record and part of the next
+		disk := &fullDisk{room: room}
+		var ends lineEnds
+		w := writerFunc(func(p []byte) (int, error) { return ends.write(disk, p) })
+		l := zerolog.New(w)
+		l.Info().Str("action", "down").Str("service", "web").Msg("spool change")
+		l.Info().Str("action", "up").Str("service", "web").Msg("spool change") // lost: no room
+		disk.room = 1 << 20                                                    // space is back
+		l.Info().Str("action", "down").Str("service", "api").Msg("spool change")
+		lines := strings.Split(disk.String(), "\n")
+		last := lines[len(lines)-2]
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(last), &rec); err != nil || rec["service"] != "api" {
+			t.Errorf("room %d: the record after the full disk is %q (%v); want a whole JSON line\nlog: %q", room, last, err, disk.String())
+		}
+		if lines[len(lines)-1] != "" {
+			t.Errorf("room %d: the log does not end with a whole line: %q", room, disk.String())
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
