@@ -4,13 +4,15 @@ import (
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hacheck/hacheck/spool/audit"
 )
 
 // Spool change actions and origins, the only values hacheck_spool_changes_total takes; every
 // pair is exported from the start, so that rate() and increase() see a change from zero.
 var (
-	SpoolChangeActions = []string{"down", "drain", "weight", "up"}
-	SpoolChangeOrigins = []string{"http", "watch"}
+	SpoolChangeActions = audit.Actions
+	SpoolChangeOrigins = []string{audit.OriginHTTP, audit.OriginWatch}
 )
 
 func newSpoolChanges(reg prometheus.Registerer) *prometheus.CounterVec {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hacheck/hacheck/lb"
 	"github.com/hacheck/hacheck/server/listener"
+	"github.com/hacheck/hacheck/spool"
 )
 
 // agentVerdict is the spool as the agent check sees it: the same effective state the check
@@ -22,7 +23,8 @@ func (s *Server) agentVerdict(service string, port int, now time.Time) lb.Verdic
 		v.Weight = *m.Weight
 	}
 	if down {
-		v.Drain, v.Reason = m.Drain, m.Reason
+		// An unreadable mark is a down mark, whatever drain key it may carry: maint.
+		v.Drain, v.Reason = m.Kind() == spool.KindDrain, m.Reason
 	}
 	return v
 }

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/hacheck/hacheck/spool"
@@ -30,6 +32,10 @@ func TestAgentAnswersDrainAndWeight(t *testing.T) {
 			return err
 		}, "ready 30%\n"},
 		{"weight removed", func() error { _, err := store.Up("web", 0); return err }, "ready 100%\n"},
+		// Unreadable (a weight out of range): a down mark, whatever its drain key says.
+		{"unreadable drain mark", func() error {
+			return os.WriteFile(filepath.Join(root, "web:8080"), []byte(`{"reason":"x","drain":true,"weight":900}`), 0o644)
+		}, "maint # unreadable mark, counted as down: mark weight 900 is not a whole percentage from 0 to 256\n"},
 	} {
 		if err := step.do(); err != nil {
 			t.Fatal(err)

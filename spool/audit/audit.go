@@ -20,6 +20,9 @@ const (
 	ActionUp     = "up"                     // the mark was removed
 )
 
+// Actions are every action, the only values the action of a change takes.
+var Actions = []string{ActionDown, ActionDrain, ActionWeight, ActionUp}
+
 // Origins: where the change came from.
 const (
 	OriginCLI   = "cli"   // hadown/haup/hacheck weight, logged by the command itself
