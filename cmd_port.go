@@ -13,8 +13,8 @@ import (
 // comes first among the defaults a deployment sets (it survives sudo, which drops the
 // environment), the variable is for hosts that run hacheck without one.
 type serverFlags struct {
-	Port       int    `short:"p" env:"HACHECK_PORT" placeholder:"PORT" help:"Port of the running hacheck server; default $HACHECK_PORT, else the port in --config-file, else 3333."`
-	ConfigFile string `name:"config-file" default:"/etc/hacheck/config.yml" placeholder:"FILE" help:"The server's config file, read for its port only (missing or unreadable: 3333)."`
+	Port       int    `short:"p" env:"HACHECK_PORT" placeholder:"PORT" help:"Port of the running hacheck server; default: the environment, else the port in --config-file, else 3333."`
+	ConfigFile string `name:"config-file" default:"/etc/hacheck/config.yml" help:"The server's config file, read for its port only (missing or unreadable: 3333)."`
 }
 
 // AfterApply resolves Port once flags and environment are read (kong calls it for every

@@ -14,7 +14,7 @@ import (
 type serveCmd struct {
 	spoolFlags
 	ConfigFile  string `short:"c" name:"config-file" help:"YAML configuration file; without one the embedded defaults apply."`
-	Port        []int  `short:"p" env:"HACHECK_PORT" placeholder:"PORT" help:"Port to listen on (repeatable); default $HACHECK_PORT, else the config file's port, else 3333."`
+	Port        []int  `short:"p" env:"HACHECK_PORT" placeholder:"PORT" help:"Port to listen on (repeatable); default: the environment, else the config file's port, else 3333."`
 	BindAddress string `short:"B" name:"bind-address" default:"" help:"Address to listen on; default all addresses, IPv4 and IPv6."`
 	Verbose     bool   `short:"v" help:"Log one line per request."`
 	CheckConfig bool   `name:"check-config" help:"Validate the configuration file and exit."`
