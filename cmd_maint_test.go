@@ -170,6 +170,11 @@ func TestAuditLineOfTheCommand(t *testing.T) {
 	if _, ok := line["uid"]; !ok {
 		t.Errorf("audit record has no uid: %v", line)
 	}
+	// A reason cannot break a record in two.
+	if res := r.run("hadown", "-r", "kernel\nupgrade", "-p", port, "api"); res.code != 0 || len(r.records) != 2 || strings.Contains(r.records[1], "\n") {
+		t.Fatalf("hadown -r with a newline = %+v, records %q; want one record on one line", res, r.records)
+	}
+	r.records = r.records[:1]
 	// -v shows the same record on stderr.
 	res = r.run("haup", "-v", "-p", port, "-P", "8080", "web")
 	if res.code != 0 || !strings.Contains(res.stderr, `"action":"up"`) || !strings.Contains(r.records[1], `"action":"up"`) {

@@ -109,6 +109,32 @@ func TestGuardAtARealTerminal(t *testing.T) {
 	}
 }
 
+// A person who pipes hadown's output (hadown web | tee log) is still at a terminal: stdin is one.
+func TestGuardWithOnlyStdinATerminal(t *testing.T) {
+	dir := binDir(t)
+	port := lastServerLB(t)
+	root := t.TempDir()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no pseudo-terminal: %v", err)
+		}
+		t.Skipf("no pseudo-terminal here: %v", err)
+	}
+	defer ptmx.Close()
+	defer tty.Close()
+	cmd := command(dir, "hadown", "--spool-root", root, "-p", port, "-P", "8080", "web")
+	var out bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, &out, &out
+	err = cmd.Run()
+	if cmd.ProcessState.ExitCode() != exitRefused || !strings.Contains(out.String(), "would have no usable server left") {
+		t.Fatalf("hadown with a terminal on stdin: %v, %q; want exit %d and the refusal", err, out.String(), exitRefused)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Fatalf("the refused hadown wrote %d entries", len(entries))
+	}
+}
+
 // readTTY reads everything the command writes to its terminal; on Linux the read ends with EIO
 // once the command has exited and closed its side.
 func readTTY(tty *os.File) <-chan []byte {
