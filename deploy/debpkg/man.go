@@ -79,6 +79,12 @@ and of
 .TP
 .I /etc/hacheck/config.yml
 The configuration of the service; every key is shown there with its default.
+Its
+.B port
+also tells
+.BR hadown ", " haup " and " halist
+where the server listens
+.RB ( HACHECK_PORT " and " \-p " come first)."
 Check it with
 .BR "hacheck serve \-\-check\-config \-c /etc/hacheck/config.yml" .
 .TP
@@ -90,11 +96,25 @@ and removed by
 .TP
 .I /usr/share/hacheck
 The Prometheus alert rules and the Grafana dashboard.
+.TP
+.I /dev/log
+The system log, where
+.BR hadown ", " haup " and " "hacheck weight"
+record each change with the real uid and
+.BR SUDO_USER ,
+under the identifier
+.BR hacheck ;
+on success they print nothing unless asked
+.RB ( \-v ", " \-\-json ).
 .SH EXIT STATUS
 0 on success; 1 when
 .B hastatus
 finds a service down, or on a failure at run time; 2 on bad flags or names, an unusable
-configuration or a spool the user cannot access.
+configuration or a spool the user cannot access; 3 when
+.B \-\-wait
+runs out of time; 4 when the disruption guard refuses (by default only at a terminal; a script
+asks for it with
+.BR \-\-guard ).
 .SH SEE ALSO
 .BR systemctl (1),
 .IR /usr/share/doc/hacheck/examples/haproxy.cfg
