@@ -2,14 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -40,61 +35,10 @@ type refusedError struct{ msg string }
 
 func (e *refusedError) Error() string { return e.msg }
 
-// unreachableError: the running server could not be asked.
-type unreachableError struct {
-	port int
-	err  error
-}
-
-func (e *unreachableError) Error() string {
-	return fmt.Sprintf("no hacheck server answers on port %d (%v)", e.port, e.err)
-}
-
-func (e *unreachableError) Unwrap() error { return e.err }
-
-// lbRequestTimeout bounds one question to the server; it answers from memory.
-const lbRequestTimeout = 2 * time.Second
-
 // fetchLB asks the running server what the load balancers reported about service (and only the
 // instance port, when not 0).
 func fetchLB(ctx context.Context, serverPort int, service string, port int) (lb.Snapshot, error) {
-	u := url.URL{Scheme: "http", Host: "localhost:" + strconv.Itoa(serverPort), Path: "/lb/" + service}
-	if port != 0 {
-		u.RawQuery = "port=" + strconv.Itoa(port)
-	}
-	ctx, cancel := context.WithTimeout(ctx, lbRequestTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return lb.Snapshot{}, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return lb.Snapshot{}, ctx.Err()
-		}
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return lb.Snapshot{}, &unreachableError{serverPort, err}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return lb.Snapshot{}, fmt.Errorf("read %s: %w", u.String(), err)
-	}
-	if resp.StatusCode == http.StatusNotFound && !json.Valid(body) {
-		return lb.Snapshot{}, &unreachableError{serverPort, fmt.Errorf("GET %s: %s: not a hacheck that knows /lb", u.Path, resp.Status)}
-	}
-	if resp.StatusCode != http.StatusOK {
-		return lb.Snapshot{}, fmt.Errorf("GET %s: %s: %s", u.String(), resp.Status, oneLine(string(body)))
-	}
-	var s lb.Snapshot
-	if err := json.Unmarshal(body, &s); err != nil {
-		return lb.Snapshot{}, fmt.Errorf("decode %s: %w", u.String(), err)
-	}
-	return s, nil
+	return newServerClient(serverPort).lb(ctx, service, port)
 }
 
 // guardFlags choose whether the disruption guard applies to a change that takes weight away
@@ -227,30 +171,9 @@ func expandAll(ctx context.Context, serverPort int, services []string) ([]string
 	if !slices.Contains(services, spool.AllServices) {
 		return services, nil
 	}
-	u := url.URL{Scheme: "http", Host: "localhost:" + strconv.Itoa(serverPort), Path: "/recent", RawQuery: "threshold=" + strconv.Itoa(recentWindow)}
-	ctx, cancel := context.WithTimeout(ctx, lbRequestTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	recent, _, err := newServerClient(serverPort).recent(ctx, recentWindow)
 	if err != nil {
 		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, &unreachableError{serverPort, err}
-	}
-	defer resp.Body.Close()
-	var recent struct {
-		SeenServices [][2]json.RawMessage `json:"seen_services"`
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", u.String(), resp.Status)
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 32<<20)).Decode(&recent); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", u.String(), err)
 	}
 	var out []string
 	for _, svc := range services {
@@ -258,10 +181,9 @@ func expandAll(ctx context.Context, serverPort int, services []string) ([]string
 			out = append(out, svc)
 		}
 	}
-	for _, pair := range recent.SeenServices {
-		var name string
-		if json.Unmarshal(pair[0], &name) == nil && spool.ValidateName(name) == nil && !slices.Contains(out, name) {
-			out = append(out, name)
+	for _, seen := range recent.SeenServices {
+		if spool.ValidateName(seen.Service) == nil && !slices.Contains(out, seen.Service) {
+			out = append(out, seen.Service)
 		}
 	}
 	return out, nil

@@ -105,23 +105,9 @@ func (s *Server) handleRecent(w http.ResponseWriter, r *http.Request) {
 		}
 		threshold = n
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"seen_services":     recentPairs(s.metrics.Recent(time.Now().Add(-time.Duration(threshold) * time.Second))),
-		"threshold_seconds": threshold,
-	})
-}
-
-// recentPairs is /recent's [name, entry] pairs, the shape the Python hacheck's /recent had.
-func recentPairs(services []metrics.RecentService) [][2]any {
-	out := make([][2]any, len(services))
-	for i, svc := range services {
-		out[i] = [2]any{svc.Service, seenEntry{svc.Code, svc.RemoteIP, float64(svc.Time.Unix())}}
+	seen := s.metrics.Recent(time.Now().Add(-time.Duration(threshold) * time.Second))
+	if seen == nil {
+		seen = []metrics.RecentService{}
 	}
-	return out
-}
-
-type seenEntry struct {
-	Code     int     `json:"code"`
-	RemoteIP string  `json:"remote_ip"`
-	TS       float64 `json:"ts"`
+	writeJSON(w, http.StatusOK, metrics.RecentAnswer{SeenServices: seen, ThresholdSeconds: threshold})
 }
