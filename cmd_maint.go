@@ -142,7 +142,7 @@ func waitFor(e *env, f lbFlags, services []string, port int, tgt lb.Target, sess
 			what += " with no sessions"
 		}
 		if p.Nobody {
-			e.infof("no load balancer checked %s recently; nothing to wait for\n", target(svc, port))
+			e.infof("no load balancer checked %s recently; nothing to wait for%s\n", target(svc, port), unconfirmedNote(p.Unconfirmed))
 		} else {
 			e.infof("%s: %s on %d server line(s) and %d agent(s) after %s\n",
 				target(svc, port), what, p.Lines, p.Agents, time.Since(start).Round(time.Millisecond))
@@ -152,6 +152,15 @@ func waitFor(e *env, f lbFlags, services []string, port int, tgt lb.Target, sess
 		return &waitTimeoutError{fmt.Sprintf("timed out after %s: not %s on: %s", f.Timeout, tgt, strings.Join(pending, "; "))}
 	}
 	return nil
+}
+
+// unconfirmedNote says why reporters seen did not count: a load balancer counts once it has
+// checked repeatedly, which one just started (or just after hacheck started) has not yet.
+func unconfirmedNote(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d reporter(s) seen that have not checked repeatedly, as a load balancer does, do not count yet)", n)
 }
 
 // waitInterval is how often --wait asks the server; HAProxy's checks come every few hundred

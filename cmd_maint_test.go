@@ -83,6 +83,14 @@ func TestWaitNobodyChecks(t *testing.T) {
 	if res.code != 0 || !strings.Contains(res.stderr, "no load balancer checked web recently; nothing to wait for") {
 		t.Fatalf("hadown --wait, nobody checking = %+v", res)
 	}
+	// Someone who checked once (an nc, a curl with a copied header) is not waited on, but said.
+	port = lbServer(t, func(service string) lb.Snapshot {
+		return lb.Snapshot{Service: service, WindowSeconds: 30, Now: unix(time.Now()), Unconfirmed: 1}
+	})
+	res = r.run("haup", "--wait", "-v", "-p", port, "web")
+	if res.code != 0 || !strings.Contains(res.stderr, "nothing to wait for (1 reporter(s) seen that have not checked repeatedly") {
+		t.Fatalf("haup --wait, one unconfirmed reporter = %+v", res)
+	}
 }
 
 func TestWaitTimesOutNamingTheLaggard(t *testing.T) {

@@ -60,6 +60,9 @@ type Progress struct {
 	Nobody bool
 	// Lines and Agents count what is waited on.
 	Lines, Agents int
+	// Unconfirmed counts, in the latest snapshot, the reporters that do not count (yet):
+	// they have not checked repeatedly (Snapshot.Unconfirmed).
+	Unconfirmed int
 	// Pending names each server line or agent not there yet, e.g.
 	// `lb2 be_web/app1 (UP 1/2, 0.2s ago)`, sorted.
 	Pending []string
@@ -127,7 +130,7 @@ func (w *Waiter) Update(s Snapshot) Progress {
 			w.noteAfter(k, a.LastSeen, a.ReplySince)
 		}
 	}
-	p := Progress{Lines: len(w.lines), Agents: len(w.agents)}
+	p := Progress{Lines: len(w.lines), Agents: len(w.agents), Unconfirmed: s.Unconfirmed}
 	if first && len(w.lines) == 0 && len(w.agents) == 0 {
 		p.Done, p.Nobody = true, true
 		return p
