@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,7 +32,8 @@ import (
 //     reaches the load balancer: 0 when a mark holds it down or drains it (the host-wide mark,
 //     the service's or the instance's, the change's own or one written earlier), usable×p/100
 //     (rounded down, as HAProxy scales a weight) under a weight-only mark of p% below 100,
-//     usable otherwise.
+//     usable otherwise. A weight the line's load balancer has applied already (its agent check
+//     was told it before the line's last report) is not taken off again.
 //
 // So a mark this host wrote a moment ago, for another port of the service or another service
 // behind the same backend, is taken off the remainder as long as the load balancer still
@@ -39,9 +41,8 @@ import (
 // on some load balancer and backend where it takes weight away (what the lines keep after is
 // less than what they keep under the spool as it is), the remainder is 0 or below the minimum.
 // A backend the change does not touch is never the reason for a refusal, even if earlier
-// changes (forced) emptied it. Counting errs on the side of refusing: a weight mark the load
-// balancer has applied already is counted once more, and so is one it never applies (no agent
-// check).
+// changes (forced) emptied it. Counting errs on the side of refusing: a weight mark counts
+// even on a load balancer that never applies it (no agent check).
 //
 // What it cannot know: another host's change in flight (its marks are not in this spool), and
 // a load balancer that has not checked this host within the window.
@@ -129,8 +130,8 @@ func Guard(snaps []Snapshot, before, after spool.Set, now time.Time, minRemainin
 			}
 			u := usable(s)
 			g.usable += u
-			g.before += keeps(u, before, snap.Service, s.Port, now)
-			g.after += keeps(u, after, snap.Service, s.Port, now)
+			g.before += keeps(u, before, snap, s, now)
+			g.after += keeps(u, after, snap, s, now)
 		}
 	}
 	var refused []Refusal
@@ -162,14 +163,29 @@ func usable(s Server) int {
 	return 0
 }
 
-// keeps is the usable weight u of (service, port)'s line once marks reach its load balancer.
-func keeps(u int, marks spool.Set, service string, port int, now time.Time) int {
-	m, down := marks.Status(service, port, now)
+// keeps is the usable weight u of the line s of snap's service once marks reach its load
+// balancer.
+func keeps(u int, marks spool.Set, snap Snapshot, s Server, now time.Time) int {
+	m, down := marks.Status(snap.Service, s.Port, now)
 	switch {
 	case down:
 		return 0
-	case m.WeightOnly() && *m.Weight < 100:
+	case m.WeightOnly() && *m.Weight < 100 && !weighted(snap.Agents, s, *m.Weight):
 		return u * *m.Weight / 100
 	}
 	return u
+}
+
+// weighted: the line's weight already is pct% of what it was. Its load balancer's agent check
+// (same source) has been told pct% since before the line's last report, and HAProxy applies an
+// agent's weight as it reads the reply.
+func weighted(agents []Agent, s Server, pct int) bool {
+	word := strconv.Itoa(pct) + "%"
+	for _, a := range agents {
+		if a.Source == s.Source && (a.Port == s.Port || a.Port == 0) && a.ReplySince > 0 && a.ReplySince < s.LastSeen &&
+			slices.Contains(ReplyWords(a.Reply), word) {
+			return true
+		}
+	}
+	return false
 }

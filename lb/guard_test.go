@@ -89,6 +89,17 @@ func TestGuard(t *testing.T) {
 		{"a weight mark not reported yet, then the other instance", []Snapshot{web(up("lb1", "be/a", 8080, 1, 2), up("lb1", "be/b", 8081, 1, 2))},
 			[]spool.Mark{weight("web", 8080, 0)}, []spool.Mark{down("web", 8081)}, 0,
 			"backend be on load balancer lb1 would have no usable server left (weight 2 of 2 taken out, 1 of it by marks already on this host that it has not reported yet)"},
+		{"a weight told after the line's last report", []Snapshot{{Service: "web",
+			Servers: []Server{up("lb1", "be/a", 8080, 1, 2), up("lb1", "be/b", 8081, 1, 2)},
+			Agents:  []Agent{{Port: 8080, Source: "10.0.0.1", Reply: "ready 50%", ReplySince: float64(now.Unix())}}}},
+			[]spool.Mark{weight("web", 8080, 50)}, []spool.Mark{down("web", 8081)}, 0,
+			"backend be on load balancer lb1 would have no usable server left (weight 2 of 2 taken out, 1 of it by marks already on this host that it has not reported yet)"},
+		// be/a reports weight 1, 50% of its 2, after its agent was told 50%: halved again it
+		// would count as 0, but what it reports is what stays.
+		{"an applied weight, then the other instance", []Snapshot{{Service: "web",
+			Servers: []Server{up("lb1", "be/a", 8080, 1, 2), up("lb1", "be/b", 8081, 1, 2)},
+			Agents:  []Agent{{Port: 8080, Source: "10.0.0.1", Reply: "ready 50%", ReplySince: float64(now.Unix()) - 5}}}},
+			[]spool.Mark{weight("web", 8080, 50)}, []spool.Mark{down("web", 8081)}, 0, ""},
 		{"two backends on two load balancers", []Snapshot{web(up("lb2", "web/a", 8080, 2, 2), up("lb1", "web/a", 8080, 1, 4)),
 			{Service: "api", Servers: []Server{up("lb1", "api/a", 9090, 1, 1)}}}, nil, []spool.Mark{down("web", 0), down("api", 0)}, 0,
 			"backend api on load balancer lb1 would have no usable server left (weight 1 of 1 taken out); " +
