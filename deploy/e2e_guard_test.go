@@ -210,6 +210,8 @@ func TestGuardAfterWaitWithAgent(t *testing.T) {
 		}
 		return true, text
 	})
+	// The guard counts a load balancer once it has checked repeatedly (app2: every second).
+	s.waitEstablished(t, map[string]int{"web": 2, "lone": 1})
 	port1, port2 := strconv.Itoa(s.app1.port()), strconv.Itoa(s.app2.port())
 
 	r := s.run(t, "hadown", append(guard, "-r", "e2e", "--wait", "-P", port1, "web")...)
