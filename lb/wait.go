@@ -161,14 +161,15 @@ func (w *Waiter) concerns(port int) bool {
 	return port == w.change.Port
 }
 
-// A report's word is taken once it has held for a whole check interval after the change. Any
+// A report's word is taken once it has held for (most of) a check interval after the change. Any
 // client allowed to ask for a check can send a header, including from a load balancer's own
 // address with its node and server names; but HAProxy reports every interval, so a run of
-// reports that covers one whole interval holds one of HAProxy's own, and a run is broken by
-// any report that says otherwise. A lone forged DOWN is followed by HAProxy's own UP and ends
-// nothing; what it costs is about one check interval more before --wait returns. A sender at
-// the load balancer's address that keeps sending what HAProxy would send cannot be told from
-// HAProxy: lb_sources (and who may log in on the load balancers) is what limits that.
+// reports that covers an interval holds one of HAProxy's own, and a run is broken by any
+// report that says otherwise. A lone forged DOWN, or a burst of them, is followed by HAProxy's
+// own UP and ends nothing; what it costs is about one check interval more before --wait
+// returns. A sender at the load balancer's address that keeps sending what HAProxy would
+// send, spaced as HAProxy spaces its checks, cannot be told from HAProxy: lb_sources (and who
+// may log in on the load balancers) is what limits that.
 //
 // settled: the reporter's current run (since) has, after the change, lasted an interval. A
 // run that began before the change (the state already held) counts from the first report
@@ -189,8 +190,13 @@ func (w *Waiter) settled(k any, last, since, interval float64) bool {
 		}
 		start = r.first
 	}
-	return last-start >= interval && last > start
+	return last-start >= runShare*interval && last > start
 }
+
+// runShare is how much of the mean check interval a run must cover: HAProxy's checks come
+// a little early or late (the check's own time, spread-checks), and a whole mean interval
+// would, half the time, wait for one more check.
+const runShare = 0.8
 
 // noteAfter remembers the first report after the change of a run that began before it.
 func (w *Waiter) noteAfter(k any, last, since float64) {
