@@ -26,3 +26,26 @@ func TestRecentAnswerJSON(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRecentAnswer: whatever answers on the server's port, the commands' decoding never panics,
+// and what it accepts reads back the same once written again.
+func FuzzRecentAnswer(f *testing.F) {
+	for _, s := range []string{`{"seen_services":[["web",{"code":200,"remote_ip":"10.0.0.1","ts":1795500000}]],"threshold_seconds":600}`,
+		`{"seen_services":[]}`, `{"seen_services":[["a",{}],["b",{"ts":-1e300}]]}`, `[]`, `{"seen_services":[[null,null]]}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var a RecentAnswer
+		if json.Unmarshal(data, &a) != nil {
+			return
+		}
+		b, err := json.Marshal(a)
+		if err != nil {
+			t.Fatalf("%q decoded but does not encode: %v", data, err)
+		}
+		var back RecentAnswer
+		if err := json.Unmarshal(b, &back); err != nil || len(back.SeenServices) != len(a.SeenServices) {
+			t.Fatalf("%s does not read back: %v", b, err)
+		}
+	})
+}
