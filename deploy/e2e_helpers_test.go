@@ -20,26 +20,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hacheck/hacheck/internal/testbin"
 )
 
 // pollEvery is how often waitFor re-evaluates a condition.
 const pollEvery = 50 * time.Millisecond
 
-var (
-	binDir    string // holds hacheck and its multi-call symlinks, built once per test binary
-	buildOnce sync.Once
-	buildErr  error
-)
-
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "hacheck-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	testbin.Cleanup()
 	os.Exit(code)
 }
 
@@ -47,32 +37,11 @@ func TestMain(m *testing.M) {
 // the haup/hadown/... symlinks to it.
 func hacheckBin(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		goTool, err := exec.LookPath("go") // go test puts GOROOT/bin first in PATH
-		if err != nil {
-			buildErr = fmt.Errorf("find the go command: %w", err)
-			return
-		}
-		args := []string{"build", "-o", filepath.Join(binDir, "hacheck")}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command(goTool, append(args, "github.com/hacheck/hacheck")...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		for _, name := range []string{"haup", "hadown", "hastatus", "halist", "hashowdowned"} {
-			if err := os.Symlink("hacheck", filepath.Join(binDir, name)); err != nil {
-				buildErr = err
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	dir, err := testbin.Dir()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return binDir
+	return dir
 }
 
 // requireTool finds an external program: missing, it fails the test in CI and skips it elsewhere.

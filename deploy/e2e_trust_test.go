@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hacheck/hacheck/internal/testbin"
 )
 
 // The attacker's side of --wait and the guard, against two real HAProxy: what is not a load
@@ -163,10 +165,10 @@ func TestMaintenanceWaitTrustsOnlyLoadBalancers(t *testing.T) {
 		if len(body) > 16<<10 || strings.Contains(string(body), "nnnnnnnn") {
 			t.Errorf("GET /lb/web after the flood: %d bytes, want the 4 real lines alone: %.300s", len(body), body)
 		}
-		if hwm := peakRSS(t, s.hc.cmd.Process.Pid); !raceEnabled && hwm > 64<<20 {
+		if hwm := peakRSS(t, s.hc.cmd.Process.Pid); !testbin.Race() && hwm > 64<<20 {
 			t.Errorf("hacheck's peak RSS after the flood: %d MiB, want at most 64", hwm>>20)
 		} else {
-			t.Logf("hacheck's peak RSS after the flood: %d MiB (race detector: %v)", hwm>>20, raceEnabled)
+			t.Logf("hacheck's peak RSS after the flood: %d MiB (race detector: %v)", hwm>>20, testbin.Race())
 		}
 	})
 

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -21,21 +21,17 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hacheck/hacheck/config"
+	"github.com/hacheck/hacheck/internal/testbin"
 	"github.com/hacheck/hacheck/server"
 	"github.com/hacheck/hacheck/spool"
 )
 
-// When the test binary is started under a multi-call name (through a symlink) with this
-// variable set, it is the real hacheck command: subprocess tests exercise argv[0] dispatch and
-// real concurrency between processes without a separate build step.
-const beMainEnv = "HACHECK_TEST_BE_MAIN"
-
+// Subprocess tests run the real hacheck binary (internal/testbin builds it from the module's
+// root) under its multi-call names: argv[0] dispatch and real concurrency between processes.
 func TestMain(m *testing.M) {
-	if os.Getenv(beMainEnv) == "1" {
-		main()
-		return
-	}
-	os.Exit(m.Run())
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
 }
 
 type cliResult struct {
@@ -328,25 +324,19 @@ func TestParseFriendlyDuration(t *testing.T) {
 	}
 }
 
-// binDir holds symlinks named like the multi-call commands, pointing at this test binary.
+// binDir holds the real hacheck binary and symlinks to it named like the multi-call commands.
 func binDir(t *testing.T) string {
 	t.Helper()
-	self, err := os.Executable()
+	dir, err := testbin.Dir()
 	if err != nil {
 		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	for _, name := range []string{"hacheck", "haup", "hadown", "hastatus", "halist", "hashowdowned"} {
-		if err := os.Symlink(self, filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return dir
 }
 
 func command(dir, name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(dir, name), args...)
-	cmd.Env = append(os.Environ(), beMainEnv+"=1", "SUDO_USER=tester")
+	cmd.Env = append(os.Environ(), "SUDO_USER=tester")
 	return cmd
 }
 
@@ -437,10 +427,7 @@ func TestSpoolAccessErrors(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run the command as another user")
 	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	self := filepath.Join(binDir(t), "hacheck")
 	dir := t.TempDir()
 	for _, d := range []string{filepath.Dir(dir), dir} { // t.TempDir's folders are 0700
 		if err := os.Chmod(d, 0o755); err != nil {
@@ -477,7 +464,7 @@ func TestSpoolAccessErrors(t *testing.T) {
 	} {
 		cmd := exec.Command(bin, tt.args...)
 		cmd.Args[0] = tt.name
-		cmd.Env = append(os.Environ(), beMainEnv+"=1", "SUDO_USER=tester")
+		cmd.Env = append(os.Environ(), "SUDO_USER=tester")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr

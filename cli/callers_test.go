@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ func scriptEnv(root, serverPort string) []string {
 			env = append(env, kv)
 		}
 	}
-	return append(env, beMainEnv+"=1", "HACHECK_SPOOL_ROOT="+root, "HACHECK_PORT="+serverPort)
+	return append(env, "HACHECK_SPOOL_ROOT="+root, "HACHECK_PORT="+serverPort)
 }
 
 func spoolEntries(t *testing.T, root string) []string {

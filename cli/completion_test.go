@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// completeAs runs the test binary as bash's `complete -C` does: the command's name, the word
+// completeAs runs hacheck as bash's `complete -C` does: the command's name, the word
 // being completed and the one before it as arguments, the line and cursor in COMP_LINE and
 // COMP_POINT. It returns the completions printed.
 func completeAs(t *testing.T, bin, line string, extraEnv ...string) []string {
@@ -27,7 +27,7 @@ func completeAs(t *testing.T, bin, line string, extraEnv ...string) []string {
 		}
 	}
 	cmd := exec.Command(bin, fields[0], cur, prev)
-	cmd.Env = append(os.Environ(), beMainEnv+"=1", "COMP_LINE="+line, "COMP_POINT="+strconv.Itoa(len(line)), "COMP_TYPE=9", "COMP_KEY=9")
+	cmd.Env = append(os.Environ(), "COMP_LINE="+line, "COMP_POINT="+strconv.Itoa(len(line)), "COMP_TYPE=9", "COMP_KEY=9")
 	cmd.Env = append(cmd.Env, extraEnv...)
 	out, err := cmd.Output()
 	if err != nil {
