@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -16,15 +15,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/hacheck/hacheck/internal/buildinfo"
-	"github.com/hacheck/hacheck/server"
 	"github.com/hacheck/hacheck/spool"
-)
-
-// Exit codes, documented in the README.
-const (
-	exitOK    = 0
-	exitDown  = 1 // hastatus: a service is down; also a runtime failure
-	exitUsage = 2 // bad flags or names, config errors, missing access to the spool
 )
 
 // multiCall maps the names the binary may be invoked under to the subcommand they stand for.
@@ -36,17 +27,19 @@ var multiCall = map[string]string{
 	"hashowdowned": "downed",
 }
 
-// env is everything a command takes from the outside world, so tests can run commands in-process
-// or as subprocesses without touching /etc or the real user.
-type env struct {
-	stdout, stderr io.Writer
-	getenv         func(string) string
-	now            func() time.Time
-	// interactive: a person is at a terminal (see atTerminal); the disruption guard is on by
+// Env is everything a command takes from the outside world: main hands it this process's, tests
+// their own, so commands run in-process or as subprocesses without touching /etc or the real
+// user.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	Now            func() time.Time
+	// Interactive: a person is at a terminal (see AtTerminal); the disruption guard is on by
 	// default for people only.
-	interactive bool
-	// sysLog takes one audit record for the system log; nil drops them.
-	sysLog func(record string)
+	Interactive bool
+	// SysLog takes one audit record for the system log (see SystemLog); nil drops them.
+	SysLog func(record string) error
+
 	// verbose: the command was given -v; what it did is said on stderr (see infof).
 	verbose bool
 	// notes are infof's lines from before -v was known, said once it is.
@@ -55,9 +48,9 @@ type env struct {
 
 // infof says on stderr what a command did or skipped, with -v only: on success the spool
 // commands print nothing unless asked, as the Python tools did, because scripts call them.
-func (e *env) infof(format string, args ...any) {
+func (e *Env) infof(format string, args ...any) {
 	if e.verbose {
-		fmt.Fprintf(e.stderr, format, args...)
+		fmt.Fprintf(e.Stderr, format, args...)
 	}
 }
 
@@ -66,7 +59,7 @@ type outFlags struct {
 	Verbose bool `short:"v" help:"Say what was done on stderr: the audit record, the guard's and --wait's findings."`
 }
 
-func (f outFlags) apply(e *env) {
+func (f outFlags) apply(e *Env) {
 	e.verbose = f.Verbose
 	for _, n := range e.notes {
 		e.infof("%s\n", n)
@@ -79,12 +72,12 @@ type spoolFlags struct {
 	SpoolRoot string `name:"spool-root" default:"/var/spool/hacheck" help:"Directory holding the maintenance marks." env:"HACHECK_SPOOL_ROOT"`
 }
 
-func (f spoolFlags) store(e *env) *spool.Store { return spool.New(f.SpoolRoot, spool.WithClock(e.now)) }
+func (f spoolFlags) store(e *Env) *spool.Store { return spool.New(f.SpoolRoot, spool.WithClock(e.Now)) }
 
-// cli is every command. A new one is a field here (kong's cmd tag, its help line) whose type has
-// a Run(*env) error method, in a cmd_*.go file of its own; errors it returns map to exit codes in
-// run.
-type cli struct {
+// Commands is every command. A new one is a field here (kong's cmd tag, its help line) whose
+// type has a Run(*Env) error method, in a file of its own; the errors it returns map to exit
+// codes in exitCodes.
+type Commands struct {
 	Serve      serveCmd      `cmd:"" default:"withargs" help:"Run the health-check server (the default command)."`
 	Up         upCmd         `cmd:"" help:"Remove maintenance marks (haup). Idempotent."`
 	Down       downCmd       `cmd:"" help:"Mark services down for maintenance (hadown)."`
@@ -98,8 +91,8 @@ type cli struct {
 
 type versionCmd struct{}
 
-func (versionCmd) Run(e *env) error {
-	fmt.Fprintf(e.stdout, "hacheck %s\n", buildinfo.String())
+func (versionCmd) Run(e *Env) error {
+	fmt.Fprintf(e.Stdout, "hacheck %s\n", buildinfo.String())
 	return nil
 }
 
@@ -133,63 +126,44 @@ func argsFor(argv0 string, args []string) (name string, out []string) {
 }
 
 // run is main without the process: it returns the exit code.
-func run(argv0 string, args []string, e *env) int {
+func run(argv0 string, args []string, e *Env) int {
 	name, args := argsFor(argv0, args)
-	exitCode := -1
-	parser, err := kong.New(&cli{},
+	helpExit := -1
+	parser, err := kong.New(&Commands{},
 		kong.Name(name),
 		kong.Description("hacheck answers HAProxy's health checks from this host's maintenance spool and cached checks of the local services."),
-		kong.Writers(e.stdout, e.stderr),
-		kong.Exit(func(code int) { exitCode = code }),
+		kong.Writers(e.Stdout, e.Stderr),
+		kong.Exit(func(code int) { helpExit = code }),
 		kong.Bind(e),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 	)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(e.Stderr, "%s: %v\n", name, err)
 		return exitUsage
 	}
 	if completing(e, args) {
 		return runCompletion(parser, e, args)
 	}
 	ctx, err := parser.Parse(args)
-	if exitCode >= 0 { // --help or similar
-		return exitCode
+	if helpExit >= 0 { // --help or similar
+		return helpExit
 	}
 	if err != nil {
-		fmt.Fprintf(e.stderr, "%s: %s\n", name, oneLine(err.Error()))
+		fmt.Fprintf(e.Stderr, "%s: %s\n", name, oneLine(err.Error()))
 		return exitUsage
 	}
 	err = ctx.Run(e)
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, errDown):
-		return exitDown
+	if err != nil && !errors.Is(err, errDown) {
+		fmt.Fprintf(e.Stderr, "%s: %s\n", name, oneLine(err.Error()))
 	}
-	var timedOut *waitTimeoutError
-	var refused *refusedError
-	switch {
-	case errors.As(err, &timedOut):
-		fmt.Fprintf(e.stderr, "%s: %s\n", name, oneLine(err.Error()))
-		return exitTimeout
-	case errors.As(err, &refused):
-		fmt.Fprintf(e.stderr, "%s: %s\n", name, oneLine(err.Error()))
-		return exitRefused
-	}
-	fmt.Fprintf(e.stderr, "%s: %s\n", name, oneLine(err.Error()))
-	var usage usageError
-	var access *spool.AccessError
-	var cfg *server.ConfigError
-	var invalid *spool.InvalidError
-	if errors.As(err, &usage) || errors.As(err, &access) || errors.As(err, &cfg) || errors.As(err, &invalid) {
-		return exitUsage
-	}
-	return exitDown
+	return exitCode(err)
 }
 
-// Main runs the command line args (args[0] is the name the binary was invoked under) in this
-// process's environment and returns the exit code.
-func Main(args []string) int {
-	return run(args[0], args[1:], &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, now: time.Now,
-		interactive: atTerminal(), sysLog: systemLog()})
+// Main runs the command line args (args[0] is the name the binary was invoked under, which
+// picks the command for haup, hadown...) in e and returns the exit code.
+func Main(args []string, e Env) int {
+	if len(args) == 0 {
+		args = []string{"hacheck"}
+	}
+	return run(args[0], args[1:], &e)
 }

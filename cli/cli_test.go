@@ -57,8 +57,8 @@ func newRunner(t *testing.T) *cliRunner {
 // run runs the CLI in-process as argv0 with the runner's spool root and clock.
 func (r *cliRunner) run(argv0 string, args ...string) cliResult {
 	var stdout, stderr bytes.Buffer
-	e := &env{stdout: &stdout, stderr: &stderr, getenv: func(k string) string { return r.vars[k] }, now: func() time.Time { return r.clock },
-		interactive: r.interactive, sysLog: func(record string) { r.records = append(r.records, record) }}
+	e := &Env{Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return r.vars[k] }, Now: func() time.Time { return r.clock },
+		Interactive: r.interactive, SysLog: func(record string) error { r.records = append(r.records, record); return nil }}
 	full := append(args[:len(args):len(args)], "--spool-root", r.root)
 	code := run(argv0, full, e)
 	return cliResult{code, stdout.String(), stderr.String()}
@@ -500,7 +500,7 @@ func TestHalistReadsRecent(t *testing.T) {
 		resp.Body.Close()
 	}
 	var stdout, stderr bytes.Buffer
-	e := &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }, now: time.Now}
+	e := &Env{Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }, Now: time.Now}
 	if code := run("halist", []string{"-p", port}, e); code != 0 {
 		t.Fatalf("halist: exit %d: %s", code, stderr.String())
 	}

@@ -39,7 +39,7 @@ type completionCmd struct {
 // safePath is what the script can name without quoting: bash evaluates the -C string again.
 var safePath = regexp.MustCompile(`^[A-Za-z0-9_./+@-]+$`)
 
-func (c *completionCmd) Run(e *env) error {
+func (c *completionCmd) Run(e *Env) error {
 	path := c.Path
 	if path == "" {
 		exe, err := os.Executable()
@@ -51,32 +51,32 @@ func (c *completionCmd) Run(e *env) error {
 	if !filepath.IsAbs(path) || !safePath.MatchString(path) {
 		return usageErrorf("completion: --path must be an absolute path of letters, digits and ._+@-/ (got %q)", path)
 	}
-	_, err := fmt.Fprintf(e.stdout, "# bash completion for hacheck (hacheck completion bash)\ncomplete -C %s %s\n",
+	_, err := fmt.Fprintf(e.Stdout, "# bash completion for hacheck (hacheck completion bash)\ncomplete -C %s %s\n",
 		path, strings.Join(completionNames, " "))
 	return err
 }
 
 // completing reports whether bash asked this process for completions: COMP_LINE is set and the
 // first argument names a command the script completes.
-func completing(e *env, args []string) bool {
-	return e.getenv("COMP_LINE") != "" && len(args) > 0 && slices.Contains(completionNames, filepath.Base(args[0]))
+func completing(e *Env, args []string) bool {
+	return e.Getenv("COMP_LINE") != "" && len(args) > 0 && slices.Contains(completionNames, filepath.Base(args[0]))
 }
 
 // runCompletion prints the completions for the command line in COMP_LINE/COMP_POINT, one a line.
 // The command completed is the first argument bash passes: hacheck, or a multi-call name whose
 // subcommand is then the root.
-func runCompletion(parser *kong.Kong, e *env, args []string) int {
+func runCompletion(parser *kong.Kong, e *Env, args []string) int {
 	name := filepath.Base(args[0])
 	root, err := kongplete.Command(parser, kongplete.WithPredictor("marked", markedServices(e)))
 	if err != nil {
-		fmt.Fprintf(e.stderr, "%s: completion: %v\n", name, err)
+		fmt.Fprintf(e.Stderr, "%s: completion: %v\n", name, err)
 		return exitUsage
 	}
 	if sub, ok := multiCall[name]; ok {
 		root = root.Sub[sub]
 	}
 	cmp := complete.New(name, root)
-	cmp.Out = e.stdout
+	cmp.Out = e.Stdout
 	cmp.Complete()
 	return exitOK
 }
@@ -84,9 +84,9 @@ func runCompletion(parser *kong.Kong, e *env, args []string) int {
 // markedServices predicts the services that have a mark in the spool the command line names
 // (--spool-root, else HACHECK_SPOOL_ROOT, else the default): what haup and hastatus are
 // usually given. An unreadable spool predicts nothing.
-func markedServices(e *env) complete.Predictor {
+func markedServices(e *Env) complete.Predictor {
 	return complete.PredictFunc(func(a complete.Args) []string {
-		root := e.getenv("HACHECK_SPOOL_ROOT")
+		root := e.Getenv("HACHECK_SPOOL_ROOT")
 		if root == "" {
 			root = "/var/spool/hacheck"
 		}
@@ -97,7 +97,7 @@ func markedServices(e *env) complete.Predictor {
 				root = a.Completed[i+1]
 			}
 		}
-		marks, err := spool.New(root, spool.WithClock(e.now)).List()
+		marks, err := spool.New(root, spool.WithClock(e.Now)).List()
 		if err != nil {
 			return nil
 		}

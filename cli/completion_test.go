@@ -103,7 +103,7 @@ func TestCompletion(t *testing.T) {
 func TestCompletionPathRefused(t *testing.T) {
 	runCLI := func(args ...string) (code int, stdout, stderr string) {
 		var out, errOut bytes.Buffer
-		code = run("hacheck", args, &env{stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }, now: time.Now})
+		code = run("hacheck", args, &Env{Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }, Now: time.Now})
 		return code, out.String(), errOut.String()
 	}
 	for _, path := range []string{"/opt/my hacheck", "/usr/bin/$(reboot)", "/x';reboot;'", "relative/hacheck"} {

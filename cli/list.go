@@ -13,7 +13,7 @@ type listCmd struct {
 	JSON      bool   `name:"json" help:"Print the server's answer as JSON."`
 }
 
-func (c *listCmd) Run(e *env) error {
+func (c *listCmd) Run(e *Env) error {
 	timeout, err := time.ParseDuration(c.Timeout)
 	if err != nil {
 		return usageErrorf("--timeout %q: %v", c.Timeout, err)
@@ -25,11 +25,11 @@ func (c *listCmd) Run(e *env) error {
 		return err
 	}
 	if c.JSON {
-		_, err := e.stdout.Write(body)
+		_, err := e.Stdout.Write(body)
 		return err
 	}
 	for _, seen := range recent.SeenServices {
-		fmt.Fprintf(e.stdout, "%s\tcode=%d\tfrom=%s\t%s ago\n", seen.Service, seen.Code, seen.RemoteIP, roundDuration(e.now().Sub(seen.Time)))
+		fmt.Fprintf(e.Stdout, "%s\tcode=%d\tfrom=%s\t%s ago\n", seen.Service, seen.Code, seen.RemoteIP, roundDuration(e.Now().Sub(seen.Time)))
 	}
 	return nil
 }

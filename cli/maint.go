@@ -12,12 +12,6 @@ import (
 	"github.com/hacheck/hacheck/spool"
 )
 
-// Exit codes of the safe-maintenance options, documented in the README.
-const (
-	exitTimeout = 3 // --wait: not every load balancer reported the new state in time
-	exitRefused = 4 // the disruption guard refused; nothing was written
-)
-
 // lbFlags reach the running server for what the load balancers see of a service.
 type lbFlags struct {
 	serverFlags
@@ -49,7 +43,7 @@ type guardFlags struct {
 }
 
 // on reports whether the guard applies.
-func (g guardFlags) on(e *env) bool { return guardWanted(e, g.Force, g.Guard) }
+func (g guardFlags) on(e *Env) bool { return guardWanted(e, g.Force, g.Guard) }
 
 // guardCheck is the disruption guard for writing marks, as the spool's PutAll runs it: under
 // the spool's lock, given every mark the spool holds at that moment, so that what this host
@@ -59,7 +53,7 @@ func (g guardFlags) on(e *env) bool { return guardWanted(e, g.Force, g.Guard) }
 // recently for the host-wide mark). With no server to ask it warns and lets the change go
 // ahead: no server also means no load balancer is getting a passing check from this host, so
 // there is nothing the marks could disrupt.
-func guardCheck(e *env, f lbFlags, marks []spool.Mark) func(spool.Set) error {
+func guardCheck(e *Env, f lbFlags, marks []spool.Mark) func(spool.Set) error {
 	return func(held spool.Set) error {
 		var services []string
 		for _, m := range marks {
@@ -80,7 +74,7 @@ func guardCheck(e *env, f lbFlags, marks []spool.Mark) func(spool.Set) error {
 				snaps, minRemaining = append(snaps, snap), snap.MinRemainingWeight
 			}
 			if err == nil {
-				if gerr := lb.Guard(snaps, held, held.With(marks...), e.now(), minRemaining); gerr != nil {
+				if gerr := lb.Guard(snaps, held, held.With(marks...), e.Now(), minRemaining); gerr != nil {
 					keys := make([]string, len(marks))
 					for i, m := range marks {
 						keys[i] = m.Key().String()
@@ -101,7 +95,7 @@ func guardCheck(e *env, f lbFlags, marks []spool.Mark) func(spool.Set) error {
 
 // waitFor waits, after the marks were written at the time given, until every load balancer that
 // checks each service reported the new state, or f.Timeout passes.
-func waitFor(e *env, f lbFlags, services []string, port int, tgt lb.Target, sessions bool, at time.Time) error {
+func waitFor(e *Env, f lbFlags, services []string, port int, tgt lb.Target, sessions bool, at time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), f.Timeout)
 	defer cancel()
 	start := time.Now()

@@ -13,20 +13,20 @@ import (
 // away whatever the load balancers think, and must not be left in rotation by a refusal.
 
 // guardWanted decides whether the disruption guard runs for a down command.
-func guardWanted(e *env, force, guardFlag bool) bool {
+func guardWanted(e *Env, force, guardFlag bool) bool {
 	switch {
 	case force:
 		return false
 	case guardFlag:
 		return true
 	}
-	return e.interactive
+	return e.Interactive
 }
 
-// atTerminal reports whether a person is at the command: its standard input or output is a
+// AtTerminal reports whether a person is at the command: its standard input or output is a
 // terminal. Anything started by another program without one (ssh host cmd, cron, exec hooks,
 // subprocess with pipes) is a script.
-func atTerminal() bool {
+func AtTerminal() bool {
 	for _, f := range []*os.File{os.Stdin, os.Stdout} {
 		if isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()) {
 			return true

@@ -19,7 +19,7 @@ type serverFlags struct {
 
 // AfterApply resolves Port once flags and environment are read (kong calls it for every
 // command embedding serverFlags).
-func (f *serverFlags) AfterApply(e *env) error {
+func (f *serverFlags) AfterApply(e *Env) error {
 	if f.Port != 0 {
 		if f.Port < 1 || f.Port > 65535 {
 			return usageErrorf("--port %d: must be 1-65535", f.Port)
@@ -34,7 +34,7 @@ func (f *serverFlags) AfterApply(e *env) error {
 // absent or cannot be read (the server's, perhaps mode 0640) is no reason to refuse a spool
 // change: the default stands, said with -v (flags are still being read here, so it is noted
 // for later).
-func configPort(e *env, path string) int {
+func configPort(e *Env, path string) int {
 	if path == "" {
 		return config.DefaultPort
 	}

@@ -88,7 +88,7 @@ func TestHalistFindsTheServersPort(t *testing.T) {
 	}
 	halist := func(args ...string) (int, string) {
 		var stdout, stderr bytes.Buffer
-		e := &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }, now: time.Now}
+		e := &Env{Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }, Now: time.Now}
 		code := run("halist", args, e)
 		return code, stdout.String() + stderr.String()
 	}

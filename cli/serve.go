@@ -20,7 +20,7 @@ type serveCmd struct {
 	CheckConfig bool   `name:"check-config" help:"Validate the configuration file and exit."`
 }
 
-func (c *serveCmd) Run(e *env) error {
+func (c *serveCmd) Run(e *Env) error {
 	for _, p := range c.Port {
 		if p < 0 || p > 65535 {
 			return usageErrorf("--port %d: must be 0-65535", p)
@@ -36,13 +36,13 @@ func (c *serveCmd) Run(e *env) error {
 			return &server.ConfigError{Err: err}
 		}
 		for _, w := range warnings {
-			fmt.Fprintf(e.stderr, "warning: %s\n", w)
+			fmt.Fprintf(e.Stderr, "warning: %s\n", w)
 		}
 		name := c.ConfigFile
 		if name == "" {
 			name = "embedded defaults"
 		}
-		fmt.Fprintf(e.stdout, "%s: OK\n", name)
+		fmt.Fprintf(e.Stdout, "%s: OK\n", name)
 		return nil
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -68,5 +68,5 @@ func (c *serveCmd) Run(e *env) error {
 		Verbose:     c.Verbose,
 		Version:     buildVersion(),
 		Reload:      reload,
-	}, e.stderr)
+	}, e.Stderr)
 }

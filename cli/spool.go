@@ -29,7 +29,7 @@ type upCmd struct {
 	Services    []string `arg:"" name:"service" predictor:"marked" help:"Service names; 'all' is the host-wide mark."`
 }
 
-func (c *upCmd) Run(e *env) error {
+func (c *upCmd) Run(e *Env) error {
 	c.apply(e)
 	if err := validateTargets(c.Services, c.ServicePort); err != nil {
 		return err
@@ -53,7 +53,7 @@ func (c *upCmd) Run(e *env) error {
 	}
 	written := time.Now()
 	if c.JSON {
-		if err := json.NewEncoder(e.stdout).Encode(results); err != nil {
+		if err := json.NewEncoder(e.Stdout).Encode(results); err != nil {
 			return err
 		}
 	}
@@ -80,12 +80,12 @@ type downCmd struct {
 	expirationTime time.Time `kong:"-"`
 }
 
-func (c *downCmd) Run(e *env) error {
+func (c *downCmd) Run(e *Env) error {
 	c.apply(e)
 	if err := validateTargets(c.Services, c.ServicePort); err != nil {
 		return err
 	}
-	now := e.now()
+	now := e.Now()
 	switch {
 	case c.For != "":
 		d, err := parseFriendlyDuration(c.For)
@@ -127,7 +127,7 @@ func (c *downCmd) Run(e *env) error {
 	}
 	writtenAt := time.Now()
 	if c.JSON {
-		if err := json.NewEncoder(e.stdout).Encode(written); err != nil {
+		if err := json.NewEncoder(e.Stdout).Encode(written); err != nil {
 			return err
 		}
 	}
@@ -151,7 +151,7 @@ type statusCmd struct {
 // errDown makes hastatus exit 1 without printing an error: the output already says it.
 var errDown = errors.New("down")
 
-func (c *statusCmd) Run(e *env) error {
+func (c *statusCmd) Run(e *Env) error {
 	if err := validateTargets(c.Services, c.ServicePort); err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func (c *statusCmd) Run(e *env) error {
 			anyDown = true
 		}
 		if down || m.WeightOnly() {
-			mj := toMarkJSON(m, e.now())
+			mj := toMarkJSON(m, e.Now())
 			st.Mark = &mj
 		}
 		states = append(states, st)
@@ -187,15 +187,15 @@ func (c *statusCmd) Run(e *env) error {
 		}
 		switch {
 		case down:
-			fmt.Fprintf(e.stdout, "%s\t%s\t%s\n", st.State, svc, oneLine(m.Reason))
+			fmt.Fprintf(e.Stdout, "%s\t%s\t%s\n", st.State, svc, oneLine(m.Reason))
 		case m.WeightOnly():
-			fmt.Fprintf(e.stdout, "UP\t%s\tweight %d%%\n", svc, *m.Weight)
+			fmt.Fprintf(e.Stdout, "UP\t%s\tweight %d%%\n", svc, *m.Weight)
 		default:
-			fmt.Fprintf(e.stdout, "UP\t%s\n", svc)
+			fmt.Fprintf(e.Stdout, "UP\t%s\n", svc)
 		}
 	}
 	if c.JSON {
-		if err := json.NewEncoder(e.stdout).Encode(states); err != nil {
+		if err := json.NewEncoder(e.Stdout).Encode(states); err != nil {
 			return err
 		}
 	}
@@ -210,25 +210,25 @@ type downedCmd struct {
 	JSON bool `name:"json" help:"Print the marks as JSON."`
 }
 
-func (c *downedCmd) Run(e *env) error {
+func (c *downedCmd) Run(e *Env) error {
 	marks, err := c.store(e).List()
 	if err != nil {
 		return err
 	}
-	now := e.now()
+	now := e.Now()
 	if c.JSON {
 		out := make([]markJSON, 0, len(marks))
 		for _, m := range marks {
 			out = append(out, toMarkJSON(m, now))
 		}
-		return json.NewEncoder(e.stdout).Encode(out)
+		return json.NewEncoder(e.Stdout).Encode(out)
 	}
 	for _, m := range marks {
 		expiry := "never expires"
 		if !m.Expiration.IsZero() {
 			expiry = fmt.Sprintf("expires %s (in %s)", m.Expiration.UTC().Format(time.RFC3339), roundDuration(m.Expiration.Sub(now)))
 		}
-		fmt.Fprintf(e.stdout, "%s\tport=%d\t%s\t%s since %s (%s ago)\t%s\n",
+		fmt.Fprintf(e.Stdout, "%s\tport=%d\t%s\t%s since %s (%s ago)\t%s\n",
 			m.Service, m.Port, oneLine(m.Reason), markKind(m), m.Creation.UTC().Format(time.RFC3339), roundDuration(now.Sub(m.Creation)), expiry)
 	}
 	return nil
@@ -350,10 +350,10 @@ func parseExpirationFlag(text string, now time.Time) (time.Time, error) {
 // defaultReason is who ran the command: $SUDO_USER, else $SSH_USER, else the effective user. A
 // shared or robot account listed in the nonhumans file says nothing about who did it, so it is
 // refused.
-func defaultReason(e *env, nonhumansFile string) (string, error) {
-	name := e.getenv("SUDO_USER")
+func defaultReason(e *Env, nonhumansFile string) (string, error) {
+	name := e.Getenv("SUDO_USER")
 	if name == "" {
-		name = e.getenv("SSH_USER")
+		name = e.Getenv("SSH_USER")
 	}
 	if name == "" {
 		u, err := user.LookupId(strconv.Itoa(os.Geteuid()))

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -108,5 +111,117 @@ func TestAuditReachesTheSystemLog(t *testing.T) {
 				t.Errorf("record %d: %s = %v, want %v (%v)", i, k, records[i][k], v, records[i])
 			}
 		}
+	}
+}
+
+// fillSocket writes datagrams to the unixgram socket at path, which nobody reads, until its
+// queue is full (a write waits).
+func fillSocket(t *testing.T, path string) {
+	t.Helper()
+	c, err := net.Dial("unixgram", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; ; i++ {
+		if i == 1_000_000 {
+			t.Fatalf("%s took a million datagrams without filling up", path)
+		}
+		c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := c.Write([]byte("<13>filler")); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return
+			}
+			t.Fatal(err)
+		}
+	}
+}
+
+// A system log that stopped reading (hung, or stuck on a full disk) must not hang a
+// maintenance command: the record it does not take in time is an error, and the records after
+// it are not waited for again.
+func TestSystemLogThatNeverReads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	stuck, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close() // never read
+	fillSocket(t, path)
+	s := &sysLogSender{
+		dial:    func(ctx context.Context) (net.Conn, error) { return new(net.Dialer).DialContext(ctx, "unixgram", path) },
+		timeout: 50 * time.Millisecond,
+		tag:     "hacheck",
+	}
+	done := make(chan []error, 1)
+	go func() {
+		var errs []error
+		for range 3 {
+			errs = append(errs, s.send(`{"action":"down","service":"web"}`))
+		}
+		done <- errs
+	}()
+	select {
+	case errs := <-done:
+		for i, err := range errs {
+			if err == nil || !strings.Contains(err.Error(), "not taken within 50ms") || strings.ContainsAny(err.Error(), "\r\n") {
+				t.Errorf("record %d: %v; want one line saying the system log did not take it in time", i, err)
+			}
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("sending to a system log that never reads hangs")
+	}
+}
+
+// A host without a system log loses nothing but the record: no error, and the command goes on.
+func TestSystemLogAbsent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "absent")
+	s := &sysLogSender{
+		dial: func(ctx context.Context) (net.Conn, error) {
+			if _, err := new(net.Dialer).DialContext(ctx, "unixgram", path); err != nil {
+				return nil, nil // as dialSysLog: nothing listens
+			}
+			t.Fatal("something listens at a path never bound")
+			return nil, nil
+		},
+		timeout: time.Second,
+		tag:     "hacheck",
+	}
+	if err := s.send("record"); err != nil {
+		t.Fatalf("send with no system log: %v", err)
+	}
+}
+
+// hadown as a script runs it, on a host whose system log stopped reading: the mark is written,
+// exit 0, nothing printed; with -v the lost record is said.
+func TestHadownWithAStuckSystemLog(t *testing.T) {
+	bindDevLog(t) // never read
+	fillSocket(t, devLog)
+	dir := binDir(t)
+	root := t.TempDir()
+	for _, tt := range []struct {
+		args   []string
+		output string
+	}{
+		{[]string{"-r", "kernel upgrade", "web"}, ""},
+		{[]string{"-v", "-r", "kernel upgrade", "api"}, "warning: the system log did not take the record: system log: not taken within 2s"},
+	} {
+		cmd := command(dir, "hadown", append([]string{"--spool-root", root}, tt.args...)...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		hung := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+		err := cmd.Wait()
+		if !hung.Stop() {
+			t.Fatalf("hadown %v hangs on a system log that never reads", tt.args)
+		}
+		if err != nil || (tt.output == "" && out.Len() != 0) || !strings.Contains(out.String(), tt.output) {
+			t.Errorf("hadown %v: %v, output %q; want exit 0 and %q", tt.args, err, out.String(), tt.output)
+		}
+	}
+	if marks := spoolEntries(t, root); len(marks) != 2 {
+		t.Errorf("spool holds %v; want the marks for api and web", marks)
 	}
 }

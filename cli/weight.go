@@ -26,7 +26,7 @@ type weightCmd struct {
 	Percent       string `arg:"" name:"percent" help:"Share of the configured weight, 0% to 256%."`
 }
 
-func (c *weightCmd) Run(e *env) error {
+func (c *weightCmd) Run(e *Env) error {
 	c.apply(e)
 	if err := validateTargets([]string{c.Service}, c.ServicePort); err != nil {
 		return err
@@ -64,7 +64,7 @@ func (c *weightCmd) Run(e *env) error {
 	m := ms[0]
 	logChange(e, audit.Change{Action: audit.ActionOf(m), Service: c.Service, Port: c.ServicePort, Reason: m.Reason, Weight: m.Weight, Force: c.Force})
 	if c.JSON {
-		return json.NewEncoder(e.stdout).Encode(toMarkJSON(m, e.now()))
+		return json.NewEncoder(e.Stdout).Encode(toMarkJSON(m, e.Now()))
 	}
 	return nil
 }
