@@ -140,3 +140,16 @@ func TestReasonTooLongForReaders(t *testing.T) {
 		t.Fatalf("refused changes wrote %v", marks)
 	}
 }
+
+// Two services behind one backend: the mark of the one is counted when the other goes.
+func TestGuardCountsAnotherServiceOfTheBackend(t *testing.T) {
+	r := newRunner(t)
+	port := fakeLBs(t, map[string][]lb.Server{
+		"web":        {{Port: 8080, Node: "lb1", Source: "10.0.0.1", Server: "be_web/app1", State: "UP", Weight: 1, TotalWeight: 2}},
+		"web-canary": {{Port: 9090, Node: "lb1", Source: "10.0.0.1", Server: "be_web/canary1", State: "UP", Weight: 1, TotalWeight: 2}},
+	})
+	if res := r.run("hadown", "--guard", "-r", "x", "-p", port, "web-canary"); res.code != 0 {
+		t.Fatalf("hadown web-canary: %+v", res)
+	}
+	refused(t, "hadown web after web-canary", r.run("hadown", "--guard", "-r", "x", "-p", port, "web"), "be_web")
+}

@@ -49,19 +49,13 @@ func (g guardFlags) on(e *Env) bool { return guardWanted(e, g.Force, g.Guard) }
 // the spool's lock, given every mark the spool holds at that moment, so that what this host
 // already did and the load balancers have not reported yet is counted (see lb.Guard), and no
 // other change on this host slips in between the decision and the write. It asks the running
-// server what the load balancers report of every service the marks touch (every service checked
-// recently for the host-wide mark). With no server to ask it warns and lets the change go
+// server what the load balancers report of every service the marks or the spool name (every
+// service checked recently for the host-wide mark). With no server to ask it warns and lets the change go
 // ahead: no server also means no load balancer is getting a passing check from this host, so
 // there is nothing the marks could disrupt.
 func guardCheck(e *Env, f lbFlags, marks []spool.Mark) func(spool.Set) error {
 	return func(held spool.Set) error {
-		var services []string
-		for _, m := range marks {
-			if !slices.Contains(services, m.Service) {
-				services = append(services, m.Service)
-			}
-		}
-		services, err := expandAll(context.Background(), f.Port, services)
+		services, err := expandAll(context.Background(), f.Port, lb.GuardServices(held, marks))
 		if err == nil {
 			var snaps []lb.Snapshot
 			minRemaining := 0

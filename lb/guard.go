@@ -154,6 +154,23 @@ func Guard(snaps []Snapshot, before, after spool.Set, now time.Time, minRemainin
 	return &GuardError{Refusals: refused, Min: minRemaining}
 }
 
+// GuardServices is the services whose reports Guard must be given for a change writing marks
+// when the spool holds held: those the marks name, and those the marks already held name (one of
+// them may share a backend with the change's), sorted, each once. The host-wide mark "all" is
+// among them as it is: load balancers never ask for it by that name, so the caller replaces it
+// with the services checked recently.
+func GuardServices(held spool.Set, marks []spool.Mark) []string {
+	var out []string
+	for k := range held {
+		out = append(out, k.Service)
+	}
+	for _, m := range marks {
+		out = append(out, m.Service)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // usable is the weight a line counts with in its backend's total, as last reported.
 func usable(s Server) int {
 	switch {

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -135,5 +136,13 @@ func TestGuard(t *testing.T) {
 				t.Fatalf("Guard = %v\nwant %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestGuardServices(t *testing.T) {
+	held := spool.NewSet(spool.Mark{Service: "api", Port: 80}, spool.Mark{Service: "web", Port: 8080}, spool.Mark{Service: "all"})
+	got := GuardServices(held, []spool.Mark{{Service: "web", Port: 8081}, {Service: "db"}})
+	if want := []string{"all", "api", "db", "web"}; !slices.Equal(got, want) {
+		t.Fatalf("GuardServices = %v, want %v", got, want)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -45,15 +46,15 @@ func parseSpoolOptions(form url.Values) (spoolOptions, error) {
 
 // guardChange is the disruption guard hadown applies, for writing m when the spool holds held
 // (called under the spool's lock), from what this server's load balancers reported of every
-// service m touches: nil, or a *lb.GuardError naming each backend and load balancer.
+// service m or the spool names: nil, or a *lb.GuardError naming each backend and load balancer.
 func (s *Server) guardChange(held spool.Set, m spool.Mark) error {
 	now := time.Now()
-	services := []string{m.Service}
-	if m.Service == spool.AllServices {
+	services := lb.GuardServices(held, []spool.Mark{m})
+	if i := slices.Index(services, spool.AllServices); i >= 0 {
 		// The host-wide mark takes out every service; load balancers ask for them by name.
-		services = services[:0]
+		services = slices.Delete(services, i, i+1)
 		for _, r := range s.metrics.Recent(now.Add(-s.lb.Window())) {
-			if spool.ValidateName(r.Service) == nil {
+			if spool.ValidateName(r.Service) == nil && !slices.Contains(services, r.Service) {
 				services = append(services, r.Service)
 			}
 		}
