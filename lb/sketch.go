@@ -23,17 +23,7 @@ const (
 func newSketch() *sketch { return &sketch{seed: maphash.MakeSeed()} }
 
 // hash is the reporter's identity for the sketch.
-func (s *sketch) hash(service string, e *entry) uint64 {
-	var h maphash.Hash
-	h.SetSeed(s.seed)
-	h.WriteString(service)
-	h.WriteByte(0)
-	if e.agent {
-		h.WriteByte(1)
-	}
-	maphash.WriteComparable(&h, e.line)
-	return h.Sum64()
-}
+func (s *sketch) hash(id lineID) uint64 { return maphash.Comparable(s.seed, id) }
 
 // add counts one report of h; its count after it.
 func (s *sketch) add(h uint64) int {

@@ -86,36 +86,28 @@ func (t *Tracker) Snapshot(service string, port int, now time.Time) Snapshot {
 	snap := Snapshot{Service: service, WindowSeconds: window.Seconds(), Now: unixSeconds(now),
 		Servers: []Server{}, Agents: []Agent{}}
 	t.mu.Lock()
-	if s := t.services[service]; s != nil {
-		for _, e := range s.lines {
-			if (port != 0 && e.line.port != port) || e.seen.Before(oldest) {
-				continue
-			}
-			if !e.established {
-				snap.Unconfirmed++
-				continue
-			}
-			st := e.state
-			snap.Servers = append(snap.Servers, Server{
-				Port: e.line.port, Node: e.line.node, Server: e.line.backend + "/" + e.line.server, Source: addrText(e.line.source),
-				State: st.Word, Counters: st.Counters, Weight: st.Weight, TotalWeight: st.TotalWeight,
-				Scur: st.Scur, BackendScur: st.BackendScur,
-				LastSeen: unixSeconds(e.seen), AgeSeconds: now.Sub(e.seen).Seconds(),
-				StateSince: unixSeconds(e.since), IntervalSeconds: e.interval(), Reports: e.reports,
-			})
+	for _, e := range t.entries {
+		if e.line.service != service || (port != 0 && e.line.port != port) || e.seen.Before(oldest) {
+			continue
 		}
-		for _, e := range s.agents {
-			if (port != 0 && e.line.port != port) || e.seen.Before(oldest) {
-				continue
-			}
-			if !e.established {
-				snap.Unconfirmed++
-				continue
-			}
+		if !e.established {
+			snap.Unconfirmed++
+			continue
+		}
+		if e.line.agent {
 			snap.Agents = append(snap.Agents, Agent{Port: e.line.port, Source: addrText(e.line.source), Reply: e.reply,
 				LastSeen: unixSeconds(e.seen), AgeSeconds: now.Sub(e.seen).Seconds(),
 				ReplySince: unixSeconds(e.since), IntervalSeconds: e.interval(), Reports: e.reports})
+			continue
 		}
+		st := e.state
+		snap.Servers = append(snap.Servers, Server{
+			Port: e.line.port, Node: e.line.node, Server: e.line.backend + "/" + e.line.server, Source: addrText(e.line.source),
+			State: st.Word, Counters: st.Counters, Weight: st.Weight, TotalWeight: st.TotalWeight,
+			Scur: st.Scur, BackendScur: st.BackendScur,
+			LastSeen: unixSeconds(e.seen), AgeSeconds: now.Sub(e.seen).Seconds(),
+			StateSince: unixSeconds(e.since), IntervalSeconds: e.interval(), Reports: e.reports,
+		})
 	}
 	t.mu.Unlock()
 	slices.SortFunc(snap.Servers, func(a, b Server) int {
@@ -143,18 +135,16 @@ func (t *Tracker) StateCounts(now time.Time) map[string]map[string]int {
 	counts := map[string]map[string]int{}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for name, s := range t.services {
-		for _, e := range s.lines {
-			if !e.established || e.seen.Before(oldest) {
-				continue
-			}
-			byState := counts[name]
-			if byState == nil {
-				byState = map[string]int{}
-				counts[name] = byState
-			}
-			byState[WordLabel(e.state.Word)]++
+	for _, e := range t.entries {
+		if e.line.agent || !e.established || e.seen.Before(oldest) {
+			continue
 		}
+		byState := counts[e.line.service]
+		if byState == nil {
+			byState = map[string]int{}
+			counts[e.line.service] = byState
+		}
+		byState[WordLabel(e.state.Word)]++
 	}
 	return counts
 }

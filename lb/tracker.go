@@ -14,8 +14,8 @@ import (
 // Defaults for Options fields left at zero (or negative).
 const (
 	DefaultWindow = 30 * time.Second
-	// DefaultMaxBytes is the tracker's memory budget: some 30,000 server lines with short
-	// names, far more than the load balancers of one host ever send.
+	// DefaultMaxBytes is the tracker's memory budget: some 10,000 reporters with short names,
+	// 7,500 of them counted, more than the load balancers of most hosts send.
 	DefaultMaxBytes = 8 << 20
 )
 
@@ -45,9 +45,9 @@ const (
 const (
 	newcomerShareDiv  = 4
 	perSourceShareDiv = 4
-	// entryOverhead is what an entry costs beyond its strings: the struct, its map slots and
-	// the list links.
-	entryOverhead = 320
+	// entryOverhead is what an entry costs beyond its strings: the struct, its map slot with
+	// the map's room to grow, the list links (measured: about 730 bytes).
+	entryOverhead = 768
 	// maxSnapshotEntries bounds each list of a Snapshot, so that GET /lb stays well under
 	// what a client reads (about 1 MB at most with the longest names).
 	maxSnapshotEntries = 1000
@@ -106,36 +106,28 @@ type Tracker struct {
 
 	mu        sync.Mutex
 	sketch    *sketch // how often each newcomer reported, across evictions
-	services  map[string]*service
+	entries   map[lineID]*entry
 	newcomers map[netip.Prefix]*newcomerList // by source, least recently seen first
 	estBytes  int                            // cost of the established entries
 	newBytes  int                            // cost of the newcomers
 	lastSweep time.Time
 }
 
-// service is what one service keeps, every port.
-type service struct {
-	name   string
-	lines  map[lineID]*entry
-	agents map[agentID]*entry
-}
-
+// lineID is one reporter of one service and port: a server line (node, backend, server, and
+// the address its checks come from), or an agent poller (agent, and its address). Every
+// reporter of every service is in one map: a map per service would cost a map's first slots
+// (near a kilobyte) for each of the many services that have one reporter.
 type lineID struct {
+	service               string
 	port                  int
 	node, backend, server string
 	source                netip.Addr
-}
-
-type agentID struct {
-	port   int
-	source netip.Addr
+	agent                 bool
 }
 
 // entry is one reporter.
 type entry struct {
-	svc   *service
-	line  lineID // an agent's has only port and source
-	agent bool
+	line  lineID
 	state State  // a server line's last header (its Address dropped)
 	reply string // an agent's last reply
 	// first is the first report of the current run of reports (none more than the window
@@ -151,7 +143,7 @@ type entry struct {
 
 // NewTracker returns an empty tracker.
 func NewTracker(opts Options) *Tracker {
-	t := &Tracker{services: map[string]*service{}, newcomers: map[netip.Prefix]*newcomerList{}, sketch: newSketch()}
+	t := &Tracker{entries: map[lineID]*entry{}, newcomers: map[netip.Prefix]*newcomerList{}, sketch: newSketch()}
 	t.SetOptions(opts)
 	return t
 }
@@ -183,20 +175,18 @@ func (t *Tracker) Record(service string, port int, header string, source netip.A
 	if err != nil {
 		return
 	}
-	id := lineID{port: port, node: st.Node, backend: st.Backend, server: st.Server, source: source}
+	id := lineID{service: service, port: port, node: st.Node, backend: st.Backend, server: st.Server, source: source}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if s := t.services[service]; s != nil {
-		if e := s.lines[id]; e != nil && !t.expired(e, now, opts) {
-			t.report(e, e.setState(st), now, opts)
-			return
-		}
+	if e := t.entries[id]; e != nil && !t.expired(e, now, opts) {
+		t.report(e, e.setState(st), now, opts)
+		return
 	}
 	// A new line: keep copies of its strings, not the request's memory they are part of.
-	id.node, id.backend, id.server = strings.Clone(id.node), strings.Clone(id.backend), strings.Clone(id.server)
+	id.service, id.node, id.backend, id.server = strings.Clone(service), strings.Clone(id.node), strings.Clone(id.backend), strings.Clone(id.server)
 	e := &entry{line: id, cost: entryOverhead + len(service) + len(id.node) + len(id.backend) + len(id.server)}
 	e.setState(st)
-	t.insert(service, e, now, opts)
+	t.insert(e, now, opts)
 }
 
 // setState keeps st as the line's last state, sharing the strings it already holds; whether
@@ -230,22 +220,20 @@ func (t *Tracker) RecordAgent(service string, port int, source netip.Addr, reply
 	if !opts.allows(source) {
 		return
 	}
-	id := agentID{port, source}
+	id := lineID{service: service, port: port, source: source, agent: true}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if s := t.services[service]; s != nil {
-		if e := s.agents[id]; e != nil && !t.expired(e, now, opts) {
-			changed := reply != e.reply
-			if changed {
-				e.reply = strings.Clone(reply)
-			}
-			t.report(e, changed, now, opts)
-			return
+	if e := t.entries[id]; e != nil && !t.expired(e, now, opts) {
+		changed := reply != e.reply
+		if changed {
+			e.reply = strings.Clone(reply)
 		}
+		t.report(e, changed, now, opts)
+		return
 	}
-	e := &entry{line: lineID{port: port, source: source}, agent: true, reply: strings.Clone(reply),
-		cost: entryOverhead + len(service) + len(reply)}
-	t.insert(service, e, now, opts)
+	id.service = strings.Clone(service)
+	e := &entry{line: id, reply: strings.Clone(reply), cost: entryOverhead + len(service) + len(reply)}
+	t.insert(e, now, opts)
 }
 
 // expired removes e when its last report is older than the window: a reporter that comes back
@@ -294,14 +282,14 @@ func (t *Tracker) establish(e *entry, now time.Time, opts *Options) bool {
 }
 
 // insert keeps e, a newcomer first reported at now, if the budget has room for it.
-func (t *Tracker) insert(name string, e *entry, now time.Time, opts *Options) {
+func (t *Tracker) insert(e *entry, now time.Time, opts *Options) {
 	if now.Sub(t.lastSweep) >= min(opts.Window, time.Second) || now.Before(t.lastSweep) {
 		t.sweep(now.Add(-opts.Window))
 		t.lastSweep = now
 	}
 	newShare := opts.MaxBytes / newcomerShareDiv
 	sourceShare := newShare / perSourceShareDiv
-	e.hash = t.sketch.hash(name, e)
+	e.hash = t.sketch.hash(e.line)
 	count := t.sketch.add(e.hash)
 	key := hostaddr.Prefix(e.line.source)
 	l := t.newcomers[key]
@@ -327,17 +315,7 @@ func (t *Tracker) insert(name string, e *entry, now time.Time, opts *Options) {
 		t.dropped.Add(1)
 		return
 	}
-	s := t.services[name]
-	if s == nil {
-		s = &service{name: strings.Clone(name), lines: map[lineID]*entry{}, agents: map[agentID]*entry{}}
-		t.services[s.name] = s
-	}
-	e.svc = s
-	if e.agent {
-		s.agents[agentID{e.line.port, e.line.source}] = e
-	} else {
-		s.lines[e.line] = e
-	}
+	t.entries[e.line] = e
 	// Reports made while there was no room count, but the time they spanned is not known.
 	e.first, e.seen, e.since, e.reports = now, now, now, max(1, min(count, opts.MinReports-1))
 	t.newBytes += e.cost
@@ -348,15 +326,7 @@ func (t *Tracker) insert(name string, e *entry, now time.Time, opts *Options) {
 
 // remove forgets e.
 func (t *Tracker) remove(e *entry) {
-	s := e.svc
-	if e.agent {
-		delete(s.agents, agentID{e.line.port, e.line.source})
-	} else {
-		delete(s.lines, e.line)
-	}
-	if len(s.lines)+len(s.agents) == 0 {
-		delete(t.services, s.name)
-	}
+	delete(t.entries, e.line)
 	if e.established {
 		t.estBytes -= e.cost
 		return
@@ -371,16 +341,9 @@ func (t *Tracker) remove(e *entry) {
 
 // sweep forgets every entry last seen before oldest.
 func (t *Tracker) sweep(oldest time.Time) {
-	for _, s := range t.services {
-		for _, e := range s.lines {
-			if e.seen.Before(oldest) {
-				t.remove(e)
-			}
-		}
-		for _, e := range s.agents {
-			if e.seen.Before(oldest) {
-				t.remove(e)
-			}
+	for _, e := range t.entries {
+		if e.seen.Before(oldest) {
+			t.remove(e)
 		}
 	}
 }

@@ -254,13 +254,8 @@ func TestTrackerConcurrent(t *testing.T) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	est, fresh := 0, 0
-	for _, s := range tr.services {
-		for _, e := range s.lines {
-			est, fresh = count(e, est, fresh)
-		}
-		for _, e := range s.agents {
-			est, fresh = count(e, est, fresh)
-		}
+	for _, e := range tr.entries {
+		est, fresh = count(e, est, fresh)
 	}
 	listed := 0
 	for _, l := range tr.newcomers {

@@ -10,10 +10,16 @@ import (
 	"github.com/hacheck/hacheck/spool"
 )
 
-// lbOptions are the tracker's settings: its window and who may report (lb_sources). Any
-// address means no filter at all, the cheapest check on every request.
+// lbBytesPerService is the tracker's memory budget per max_services: 8 MiB at the default
+// 2,000, room for some 10,000 load balancer lines; a host with more services (and so more
+// lines) raises max_services anyway.
+const lbBytesPerService = 4 << 10
+
+// lbOptions are the tracker's settings: its window, its budget and who may report
+// (lb_sources). Any address means no filter at all, the cheapest check on every request.
 func (s *Server) lbOptions(cfg config.Config) lb.Options {
-	opts := lb.Options{Window: time.Duration(cfg.LBWindow), MinReports: s.lbTrust.MinReports, MinSpan: s.lbTrust.MinSpan}
+	opts := lb.Options{Window: time.Duration(cfg.LBWindow), MaxBytes: int(cfg.MaxServices) * lbBytesPerService,
+		MinReports: s.lbTrust.MinReports, MinSpan: s.lbTrust.MinSpan}
 	for _, p := range cfg.LBSources {
 		if p.Bits() != 0 {
 			opts.Sources = cfg.LBSources
