@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/hacheck/hacheck/internal/testbin"
 )
 
 // Scripts written for the Python hadown, run as their own code runs them: no terminal, no new
@@ -27,24 +29,11 @@ func scriptEnv(root, serverPort string) []string {
 	return append(env, "HACHECK_SPOOL_ROOT="+root, "HACHECK_PORT="+serverPort)
 }
 
-func spoolEntries(t *testing.T, root string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 // nerve-tools' updown_service runs subprocess.check_call([hadown, service]) (with "-P", port
 // after the service for one instance) and haup the same way; its integration test runs
 // "hadown all" and "haup all". check_call raises on a non-zero exit.
 func TestNerveToolsCheckCall(t *testing.T) {
-	dir := binDir(t)
+	dir := testbin.Dir(t)
 	serverPort := lastServerLB(t)
 	steps := []struct {
 		argv  []string
@@ -76,7 +65,7 @@ func TestNerveToolsCheckCall(t *testing.T) {
 // 31"], registrations joined by spaces, run as the container's user for a pod that is going
 // away whatever hadown says.
 func TestPaastaPreStopHook(t *testing.T) {
-	dir := binDir(t)
+	dir := testbin.Dir(t)
 	serverPort := lastServerLB(t)
 	root := t.TempDir()
 	hook := filepath.Join(dir, "hadown") + " web universal.credit; echo hadown exited $?"

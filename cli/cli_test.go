@@ -28,11 +28,7 @@ import (
 
 // Subprocess tests run the real hacheck binary (internal/testbin builds it from the module's
 // root) under its multi-call names: argv[0] dispatch and real concurrency between processes.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbin.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 type cliResult struct {
 	code           int
@@ -64,9 +60,16 @@ func (r *cliRunner) run(argv0 string, args ...string) cliResult {
 	return cliResult{code, stdout.String(), stderr.String()}
 }
 
+// marks are the names of what the runner's spool root holds.
 func (r *cliRunner) marks(t *testing.T) []string {
 	t.Helper()
-	entries, err := os.ReadDir(r.root)
+	return spoolEntries(t, r.root)
+}
+
+// spoolEntries are the names of what a spool root holds.
+func spoolEntries(t *testing.T, root string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,16 +327,6 @@ func TestParseFriendlyDuration(t *testing.T) {
 	}
 }
 
-// binDir holds the real hacheck binary and symlinks to it named like the multi-call commands.
-func binDir(t *testing.T) string {
-	t.Helper()
-	dir, err := testbin.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 func command(dir, name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(dir, name), args...)
 	cmd.Env = append(os.Environ(), "SUDO_USER=tester")
@@ -341,7 +334,7 @@ func command(dir, name string, args ...string) *exec.Cmd {
 }
 
 func TestMultiCallNamesAsProcesses(t *testing.T) {
-	dir := binDir(t)
+	dir := testbin.Dir(t)
 	root := t.TempDir()
 	out, err := command(dir, "hadown", "--spool-root", root, "-r", "kernel upgrade", "web").CombinedOutput()
 	if err != nil {
@@ -367,7 +360,7 @@ func TestMultiCallNamesAsProcesses(t *testing.T) {
 // final file must be one complete mark that one of them wrote (no tearing, no mixing), an absent
 // file must be one some process removed, and no temp file may be left behind.
 func TestConcurrentProcesses(t *testing.T) {
-	dir := binDir(t)
+	dir := testbin.Dir(t)
 	root := t.TempDir()
 	services := []string{"web", "api", "db"}
 	var wg sync.WaitGroup
@@ -392,13 +385,9 @@ func TestConcurrentProcesses(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".hacheck-tmp-") {
-			t.Errorf("temp file left behind: %s", e.Name())
+	for _, name := range spoolEntries(t, root) {
+		if strings.HasPrefix(name, ".hacheck-tmp-") {
+			t.Errorf("temp file left behind: %s", name)
 		}
 	}
 	for _, svc := range services {
@@ -427,7 +416,7 @@ func TestSpoolAccessErrors(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run the command as another user")
 	}
-	self := filepath.Join(binDir(t), "hacheck")
+	self := filepath.Join(testbin.Dir(t), "hacheck")
 	dir := t.TempDir()
 	for _, d := range []string{filepath.Dir(dir), dir} { // t.TempDir's folders are 0700
 		if err := os.Chmod(d, 0o755); err != nil {
@@ -523,7 +512,7 @@ func TestHalistReadsRecent(t *testing.T) {
 
 // The real process: SIGHUP reloads the config file and SIGTERM stops it gracefully (exit 0).
 func TestServeSignals(t *testing.T) {
-	dir := binDir(t)
+	dir := testbin.Dir(t)
 	config := filepath.Join(t.TempDir(), "hacheck.yml")
 	os.WriteFile(config, []byte("cache_time: 5\n"), 0o600)
 	cmd := command(dir, "hacheck", "serve", "-c", config, "-p", "0", "-B", "127.0.0.1", "--spool-root", t.TempDir())

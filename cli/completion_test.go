@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hacheck/hacheck/internal/testbin"
 )
 
 // completeAs runs hacheck as bash's `complete -C` does: the command's name, the word
@@ -45,7 +47,7 @@ func TestCompletionScriptInBash(t *testing.T) {
 	if err != nil {
 		t.Skip("no bash")
 	}
-	dir := binDir(t)
+	dir := testbin.Dir(t)
 	script, err := command(dir, "hacheck", "completion", "bash", "--path", "/usr/bin/hacheck").Output()
 	if err != nil {
 		t.Fatalf("hacheck completion bash: %v", err)
@@ -64,7 +66,7 @@ func TestCompletionScriptInBash(t *testing.T) {
 
 // TestCompletion is what a person at a bash prompt gets after pressing tab.
 func TestCompletion(t *testing.T) {
-	dir := binDir(t)
+	dir := testbin.Dir(t)
 	root := t.TempDir()
 	for _, args := range [][]string{{"-r", "x", "web"}, {"-r", "x", "-P", "8080", "api"}, {"--drain", "-r", "x", "cache"}} {
 		if out, err := command(dir, "hadown", append([]string{"--spool-root", root}, args...)...).CombinedOutput(); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/creack/pty"
 
+	"github.com/hacheck/hacheck/internal/testbin"
 	"github.com/hacheck/hacheck/lb"
 )
 
@@ -75,7 +76,7 @@ func TestGuardProtectsPeopleNotScripts(t *testing.T) {
 // pseudo-terminal (a person) refuses the last server; the same argv from a script (pipes, no
 // terminal) writes the mark, says nothing and exits 0, as the Python hadown did.
 func TestGuardAtARealTerminal(t *testing.T) {
-	dir := binDir(t)
+	dir := testbin.Dir(t)
 	port := lastServerLB(t)
 	root := t.TempDir()
 	args := []string{"--spool-root", root, "-p", port, "-P", "8080", "web"}
@@ -111,7 +112,7 @@ func TestGuardAtARealTerminal(t *testing.T) {
 
 // A person who pipes hadown's output (hadown web | tee log) is still at a terminal: stdin is one.
 func TestGuardWithOnlyStdinATerminal(t *testing.T) {
-	dir := binDir(t)
+	dir := testbin.Dir(t)
 	port := lastServerLB(t)
 	root := t.TempDir()
 	ptmx, tty, err := pty.Open()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hacheck/hacheck/internal/testbin"
 	"github.com/hacheck/hacheck/spool"
 )
 
@@ -20,7 +21,7 @@ import (
 // else, every mark that was only ever written is there and whole, and every other one is
 // either gone or whole.
 func TestConcurrentWritersLeaveOnlyMarks(t *testing.T) {
-	dir := binDir(t)
+	dir := testbin.Dir(t)
 	root := t.TempDir()
 	if err := os.WriteFile(filepath.Join(root, ".hacheck.lock"), nil, 0o640); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hacheck/hacheck/internal/testbin"
 )
 
 // devLog is where the system log listens; this is the only test in the suite that binds it.
@@ -65,7 +67,7 @@ func bindDevLog(t *testing.T) *net.UnixConn {
 // did it, and print nothing.
 func TestAuditReachesTheSystemLog(t *testing.T) {
 	conn := bindDevLog(t)
-	dir := binDir(t)
+	dir := testbin.Dir(t)
 	root := t.TempDir()
 	// Other tests' commands may log here meanwhile: this test's records carry a name of its own.
 	service := "syslog-probe-" + strconv.Itoa(os.Getpid())
@@ -197,7 +199,7 @@ func TestSystemLogAbsent(t *testing.T) {
 func TestHadownWithAStuckSystemLog(t *testing.T) {
 	bindDevLog(t) // never read
 	fillSocket(t, devLog)
-	dir := binDir(t)
+	dir := testbin.Dir(t)
 	root := t.TempDir()
 	for _, tt := range []struct {
 		args   []string

@@ -27,22 +27,11 @@ import (
 // pollEvery is how often waitFor re-evaluates a condition.
 const pollEvery = 50 * time.Millisecond
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbin.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // hacheckBin builds the real hacheck binary (once) and returns the directory holding it and
 // the haup/hadown/... symlinks to it.
-func hacheckBin(t *testing.T) string {
-	t.Helper()
-	dir, err := testbin.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
+func hacheckBin(t *testing.T) string { return testbin.Dir(t) }
 
 // requireTool finds an external program: missing, it fails the test in CI and skips it elsewhere.
 func requireTool(t *testing.T, name string, fallbacks ...string) string {

@@ -103,7 +103,8 @@ The system log, where
 record each change with the real uid and
 .BR SUDO_USER ,
 under the identifier
-.BR hacheck ;
+.BR hacheck
+(a record the system log does not take within 2 seconds is dropped, the change made);
 on success they print nothing unless asked
 .RB ( \-v ", " \-\-json ).
 .SH EXIT STATUS

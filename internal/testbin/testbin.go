@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
+	"testing"
 )
 
 // Names are the names the binary is installed under: hacheck itself and its multi-call symlinks.
@@ -38,8 +39,26 @@ func Race() bool {
 }
 
 // Dir builds hacheck (once per test process) and returns the directory holding it and the
-// symlinks named like the multi-call commands. TestMain calls Cleanup after the tests.
-func Dir() (string, error) {
+// symlinks named like the multi-call commands; a failed build fails t. The package's TestMain
+// is Main, which removes it after the tests.
+func Dir(t testing.TB) string {
+	t.Helper()
+	if err := build(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// Main runs the tests, then removes what Dir built: the TestMain of a package using Dir.
+func Main(m *testing.M) {
+	code := m.Run()
+	if dir != "" {
+		os.RemoveAll(dir)
+	}
+	os.Exit(code)
+}
+
+func build() error {
 	once.Do(func() {
 		if dir, buildErr = os.MkdirTemp("", "hacheck-bin-"); buildErr != nil {
 			return
@@ -64,12 +83,5 @@ func Dir() (string, error) {
 			}
 		}
 	})
-	return dir, buildErr
-}
-
-// Cleanup removes what Dir built.
-func Cleanup() {
-	if dir != "" {
-		os.RemoveAll(dir)
-	}
+	return buildErr
 }
