@@ -275,3 +275,35 @@ func count(e *entry, est, fresh int) (int, int) {
 	}
 	return est, fresh + e.cost
 }
+
+// FuzzTrackerRecord: whatever headers, services and sources arrive, and in whatever order of
+// time, the tracker's accounting matches what it keeps and stays within its budget.
+func FuzzTrackerRecord(f *testing.F) {
+	f.Add(header("UP", "be/w1", "lb1"), "web", uint16(8080), []byte{10, 0, 0, 1}, uint16(500), uint8(5))
+	f.Add("DOWN 1/2; name=b/s; node="+strings.Repeat("n", 200), "a", uint16(0), []byte{1, 2, 3, 4}, uint16(0), uint8(3))
+	f.Add("garbage", "all", uint16(1), []byte{}, uint16(60000), uint8(1))
+	f.Fuzz(func(t *testing.T, hdr, service string, port uint16, src []byte, stepMs uint16, n uint8) {
+		const budget = 16 * entryOverhead * 4
+		tr := NewTracker(Options{Window: 10 * time.Second, MaxBytes: budget})
+		var a [4]byte
+		copy(a[:], src)
+		now := t0
+		for i := range int(n%32) + 1 {
+			source := netip.AddrFrom4([4]byte{a[0], a[1], a[2], a[3] + byte(i%3)})
+			now = now.Add(time.Duration(stepMs) * time.Millisecond)
+			tr.Record(service, int(port), hdr, source, now)
+			tr.RecordAgent(service, int(port)+i%2, source, hdr, now)
+		}
+		snap := tr.Snapshot(service, 0, now)
+		if len(snap.Servers) > maxSnapshotEntries || len(snap.Agents) > maxSnapshotEntries {
+			t.Fatalf("snapshot too long: %d, %d", len(snap.Servers), len(snap.Agents))
+		}
+		est, fresh := 0, 0
+		for _, e := range tr.entries {
+			est, fresh = count(e, est, fresh)
+		}
+		if est != tr.estBytes || fresh != tr.newBytes || est+fresh > budget {
+			t.Fatalf("accounting: established %d (kept %d), newcomers %d (kept %d), budget %d", tr.estBytes, est, tr.newBytes, fresh, budget)
+		}
+	})
+}
