@@ -4,11 +4,13 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/hacheck/hacheck/check"
 )
 
 // routes are hacheck's HTTP endpoints other than the checks. Everything that needs to know
 // them is derived from this table: the mux New builds, and which paths ServeHTTP leaves to the
-// mux rather than counting them as checks (see routeRoots). Adding an endpoint is one line
+// mux rather than counting them as checks (see routeRoots and rootsFor). Adding an endpoint is one line
 // here; the pattern is http.ServeMux's, with its method.
 var routes = []route{
 	{"GET /status", handlerOf((*Server).handleStatus)},
@@ -69,6 +71,30 @@ func rootsOf(rs []route) map[string][]string {
 		roots[root] = append(roots[root], method)
 	}
 	return roots
+}
+
+// pathRoot is what ServeHTTP needs to know of a first path segment: whether it names a protocol
+// and which methods routes take under it.
+type pathRoot struct {
+	protocol bool
+	routed   bool
+	methods  []string
+}
+
+// rootsFor joins the protocols and the route table's roots into one map, so that ServeHTTP
+// routes a check with the one lookup it made before there was a table. Rebuilt whenever the
+// protocols may change (New, Apply).
+func rootsFor(protocols check.Registry) *map[string]pathRoot {
+	roots := make(map[string]pathRoot, len(protocols)+len(routeRoots))
+	for name := range protocols {
+		roots[name] = pathRoot{protocol: true}
+	}
+	for name, methods := range routeRoots {
+		root := roots[name]
+		root.routed, root.methods = true, methods
+		roots[name] = root
+	}
+	return &roots
 }
 
 // routedMethod reports whether one of a root's route methods serves method: a GET route

@@ -47,7 +47,8 @@ type Server struct {
 	verbose     bool
 	cfg         atomic.Pointer[config.Config]
 	mux         *http.ServeMux
-	warnedMarks sync.Map // mark name + error already logged by warnUnreadable
+	roots       atomic.Pointer[map[string]pathRoot] // ServeHTTP's one lookup: see rootsFor
+	warnedMarks sync.Map                            // mark name + error already logged by warnUnreadable
 	warnedCount atomic.Int64
 	timeouts    timeouts
 	// lbTrust is how many reports over how long make a load balancer count; zero: the
@@ -101,6 +102,7 @@ func New(cfg config.Config, opts Options) *Server {
 	s.cfg.Store(&cfg)
 
 	s.mux = s.newMux()
+	s.roots.Store(rootsFor(s.pipeline.Protocols()))
 	return s
 }
 
@@ -148,6 +150,7 @@ func (s *Server) Pipeline() *check.Pipeline { return s.pipeline }
 // changed here.
 func (s *Server) Apply(cfg config.Config) {
 	s.pipeline.Configure(pipelineSettings(cfg, s.version))
+	s.roots.Store(rootsFor(s.pipeline.Protocols()))
 	s.metrics.SetOptions(metricsOptions(cfg))
 	s.lb.SetOptions(s.lbOptions(cfg))
 	s.cfg.Store(&cfg)
@@ -166,12 +169,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if len(path) > 1 {
 		protocol, rest, _ := strings.Cut(path[1:], "/")
-		methods, routed := routeRoots[protocol]
-		if _, known := s.pipelineProtocols()[protocol]; known && (!routed || !routedMethod(methods, r.Method)) {
+		root := (*s.roots.Load())[protocol]
+		if root.protocol && (!root.routed || !routedMethod(root.methods, r.Method)) {
 			s.handleCheck(w, r, protocol, rest)
 			return
 		}
-		if !routed && strings.Count(path, "/") >= 3 {
+		if !root.routed && strings.Count(path, "/") >= 3 {
 			// Looks like a check of a protocol we do not have: 404 through the pipeline, so it
 			// is counted like every other check request.
 			s.handleCheck(w, r, protocol, rest)
@@ -180,5 +183,3 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mux.ServeHTTP(w, r)
 }
-
-func (s *Server) pipelineProtocols() check.Registry { return s.pipeline.Protocols() }
