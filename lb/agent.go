@@ -88,8 +88,10 @@ func ParseRequest(line string) (service string, port int, ok bool) {
 	if !hasPort {
 		return service, 0, true
 	}
+	// Port 0 is the whole service, as everywhere else a port is named (an agent-send copied
+	// from a check line's dummy port 0 asks for the service, not for nothing).
 	p := number(portText)
-	if p < 1 || p > 65535 || spool.ValidatePort(service, p) != nil {
+	if p < 0 || p > 65535 || spool.ValidatePort(service, p) != nil {
 		return "", 0, false
 	}
 	return service, p, true

@@ -41,7 +41,12 @@ func TestParseRequest(t *testing.T) {
 		{" web:8080\r", "web", 8080, true},
 		{"all", "all", 0, true},
 		{"all:80", "", 0, false},
-		{"web:0", "", 0, false},
+		// Port 0 is the whole service, as in -P 0 and a check URL's port 0 (synapse's lines):
+		// an agent-send written after that URL asks for the service, not for nothing.
+		{"web:0", "web", 0, true},
+		{"web:00", "web", 0, true},
+		{"all:0", "all", 0, true},
+		{"web:-1", "", 0, false},
 		{"web:65536", "", 0, false},
 		{"web:+80", "", 0, false},
 		{"web:", "", 0, false},
@@ -79,6 +84,9 @@ func TestAnswer(t *testing.T) {
 		if service == "web" && port == 8080 {
 			return Verdict{Down: true, Reason: "deploy", Weight: -1}
 		}
+		if service == "api" && port == 0 {
+			return Verdict{Down: true, Reason: "whole", Weight: -1}
+		}
 		return Verdict{Weight: -1}
 	}
 	for _, tt := range []struct {
@@ -89,6 +97,7 @@ func TestAnswer(t *testing.T) {
 	}{
 		{"web:8080", "web", 8080, "maint # deploy", true},
 		{"web", "web", 0, "ready 100%", true},
+		{"api:0", "api", 0, "maint # whole", true},
 		{"", "all", 0, "ready 100%", false},
 		{"GET / HTTP/1.0", "all", 0, "ready 100%", false},
 	} {
