@@ -35,6 +35,10 @@ import (
 //     usable otherwise. A weight the line's load balancer has applied already (its agent check
 //     was told it before the line's last report) is not taken off again.
 //
+// A line of this host that the change leaves in but whose last check hacheck failed (its service
+// is failing: HAProxy takes it out after fall such checks, and says UP until the one before
+// the last) is about to leave on its own: what it keeps is taken off the remainder too.
+//
 // So a mark this host wrote a moment ago, for another port of the service or another service
 // behind the same backend, is taken off the remainder as long as the load balancer still
 // reports the line usable, and not twice once it reports it out. The change is refused when,
@@ -54,10 +58,11 @@ type Refusal struct {
 	Source  string // the address its checks come from
 	Backend string
 	// Removed is the weight this host's lines would have taken out there, Total the backend's
-	// total usable weight, Remaining what is left: Total - Removed, never below 0. Already is
-	// the part of Removed that marks already in the spool take out and the load balancer has
-	// not reported yet.
-	Removed, Already, Total, Remaining int
+	// total usable weight, Remaining what is left: Total - Removed - Failing, never below 0.
+	// Already is the part of Removed that marks already in the spool take out and the load
+	// balancer has not reported yet; Failing the weight of this host's lines the change leaves
+	// in whose last check hacheck failed, about to leave on their own.
+	Removed, Already, Failing, Total, Remaining int
 }
 
 func (r Refusal) String() string {
@@ -71,6 +76,9 @@ func (r Refusal) String() string {
 	}
 	if r.Already > 0 {
 		fmt.Fprintf(&b, ", %d of it by marks already on this host that it has not reported yet", r.Already)
+	}
+	if r.Failing > 0 {
+		fmt.Fprintf(&b, ", %d more by servers failing their checks", r.Failing)
 	}
 	b.WriteString(")")
 	return b.String()
@@ -131,7 +139,11 @@ func Guard(snaps []Snapshot, before, after spool.Set, now time.Time, minRemainin
 			u := usable(s)
 			g.usable += u
 			g.before += keeps(u, before, snap, s, now)
-			g.after += keeps(u, after, snap, s, now)
+			a := keeps(u, after, snap, s, now)
+			g.after += a
+			if s.LastCode != 0 && (s.LastCode < 200 || s.LastCode > 299) {
+				g.Failing += a
+			}
 		}
 	}
 	var refused []Refusal
@@ -140,7 +152,7 @@ func Guard(snaps []Snapshot, before, after spool.Set, now time.Time, minRemainin
 			continue // the change takes nothing away here
 		}
 		g.Removed, g.Already = g.usable-g.after, g.usable-g.before
-		g.Remaining = max(g.Total-g.Removed, 0)
+		g.Remaining = max(g.Total-g.Removed-g.Failing, 0)
 		if g.Remaining == 0 || g.Remaining < minRemaining {
 			refused = append(refused, g.Refusal)
 		}

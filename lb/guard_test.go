@@ -29,6 +29,10 @@ func TestGuard(t *testing.T) {
 	}
 	rising := line("lb1", "be/a", 8080, "DOWN", 1, 2, 0.3)
 	rising.Counters = "1/2"
+	failing := up("lb1", "be/a", 8080, 1, 2)
+	failing.LastCode = 503
+	recovering := up("lb1", "be/a", 8080, 1, 2)
+	recovering.Counters, recovering.LastCode = "2/3", 200
 	expired := down("web", 8080)
 	expired.Expiration = now.Add(-time.Second)
 
@@ -111,6 +115,17 @@ func TestGuard(t *testing.T) {
 		{"rise/fall counters still UP", []Snapshot{web(Server{Node: "lb1", Server: "be/a", Port: 8080, State: "UP", Counters: "1/2", Weight: 1, TotalWeight: 1})}, nil,
 			[]spool.Mark{down("web", 8080)}, 0,
 			"backend be on load balancer lb1 would have no usable server left (weight 1 of 1 taken out)"},
+		// A line still UP whose last check hacheck failed (its service is failing, no mark:
+		// HAProxy takes it out after fall such checks, and its header says UP until the one
+		// before the last) is about to leave on its own: the other instance is its backend's
+		// last server.
+		{"the other instance failing its checks", []Snapshot{web(failing, up("lb1", "be/b", 8081, 1, 2))}, nil,
+			[]spool.Mark{down("web", 8081)}, 0,
+			"backend be on load balancer lb1 would have no usable server left (weight 1 of 2 taken out, 1 more by servers failing their checks)"},
+		{"the failing instance itself", []Snapshot{web(failing, up("lb1", "be/b", 8081, 1, 2))}, nil,
+			[]spool.Mark{down("web", 8080)}, 0, ""},
+		{"recovering: UP with counters, its check passing", []Snapshot{web(recovering, up("lb1", "be/b", 8081, 1, 2))}, nil,
+			[]spool.Mark{down("web", 8081)}, 0, ""},
 		{"already DOWN", []Snapshot{web(line("lb1", "be/a", 8080, "DOWN", 0, 0, 1))}, nil, []spool.Mark{down("web", 8080)}, 0, ""},
 		{"draining", []Snapshot{web(line("lb1", "be/a", 8080, "NOLB", 1, 1, 1))}, nil, []spool.Mark{down("web", 8080)}, 0, ""},
 		{"an emptied backend the change does not touch", []Snapshot{web(line("lb1", "be/a", 8080, "UP", 1, 1, 1)),

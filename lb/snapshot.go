@@ -54,6 +54,8 @@ type Server struct {
 	// Reports counts the line's checks since it began reporting (none more than the window
 	// apart).
 	Reports int `json:"reports"`
+	// LastCode is what hacheck answered the line's last check (0: not known, an older server).
+	LastCode int `json:"last_code"`
 }
 
 // Backend is the backend part of s.Server.
@@ -106,7 +108,7 @@ func (t *Tracker) Snapshot(service string, port int, now time.Time) Snapshot {
 			State: st.Word, Counters: st.Counters, Weight: st.Weight, TotalWeight: st.TotalWeight,
 			Scur: st.Scur, BackendScur: st.BackendScur,
 			LastSeen: unixSeconds(e.seen), AgeSeconds: now.Sub(e.seen).Seconds(),
-			StateSince: unixSeconds(e.since), IntervalSeconds: e.interval(), Reports: e.reports,
+			StateSince: unixSeconds(e.since), IntervalSeconds: e.interval(), Reports: e.reports, LastCode: e.code,
 		})
 	}
 	t.mu.Unlock()

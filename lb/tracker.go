@@ -130,6 +130,7 @@ type entry struct {
 	line  lineID
 	state State  // a server line's last header (its Address dropped)
 	reply string // an agent's last reply
+	code  int    // what hacheck answered a server line's last check; 0: not known
 	// first is the first report of the current run of reports (none more than the window
 	// after the one before), seen the last, since the first of the current state or reply.
 	first, seen, since time.Time
@@ -166,6 +167,11 @@ func (t *Tracker) Dropped() uint64 { return t.dropped.Load() }
 // from source, seen at now. A header that does not parse (ParseState), or from a source not in
 // Options.Sources, is ignored; service must already be a valid name.
 func (t *Tracker) Record(service string, port int, header string, source netip.Addr, now time.Time) {
+	t.RecordCheck(service, port, header, 0, source, now)
+}
+
+// RecordCheck is Record with code, what hacheck answered the check (0: not known).
+func (t *Tracker) RecordCheck(service string, port int, header string, code int, source netip.Addr, now time.Time) {
 	opts := t.opts.Load()
 	source = source.Unmap().WithZone("")
 	if !opts.allows(source) {
@@ -179,12 +185,13 @@ func (t *Tracker) Record(service string, port int, header string, source netip.A
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e := t.entries[id]; e != nil && !t.expired(e, now, opts) {
+		e.code = code
 		t.report(e, e.setState(st), now, opts)
 		return
 	}
 	// A new line: keep copies of its strings, not the request's memory they are part of.
 	id.service, id.node, id.backend, id.server = strings.Clone(service), strings.Clone(id.node), strings.Clone(id.backend), strings.Clone(id.server)
-	e := &entry{line: id, cost: entryOverhead + len(service) + len(id.node) + len(id.backend) + len(id.server)}
+	e := &entry{line: id, code: code, cost: entryOverhead + len(service) + len(id.node) + len(id.backend) + len(id.server)}
 	e.setState(st)
 	t.insert(e, now, opts)
 }

@@ -307,3 +307,20 @@ func FuzzTrackerRecord(f *testing.F) {
 		}
 	})
 }
+
+// What hacheck answered a line's last check is kept with it: the guard reads a line still UP
+// whose check hacheck just failed as leaving.
+func TestTrackerKeepsTheAnswer(t *testing.T) {
+	tr := NewTracker(Options{})
+	last := establish(tr, "web", 8080, header("UP", "be/a", "lb1"), lbA, t0)
+	if snap := tr.Snapshot("web", 0, last); len(snap.Servers) != 1 || snap.Servers[0].LastCode != 0 {
+		t.Fatalf("no answer known: %+v", snap.Servers)
+	}
+	for i, code := range []int{200, 503, 200} {
+		now := last.Add(time.Duration(i+1) * checkEvery)
+		tr.RecordCheck("web", 8080, header("UP", "be/a", "lb1"), code, lbA, now)
+		if snap := tr.Snapshot("web", 0, now); len(snap.Servers) != 1 || snap.Servers[0].LastCode != code {
+			t.Fatalf("after answering %d: %+v", code, snap.Servers)
+		}
+	}
+}
