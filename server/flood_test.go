@@ -8,6 +8,8 @@ package server
 //	HACHECK_FLOOD=1 go test -run TestFloodHarness -v -timeout 10m ./server/
 //
 // HACHECK_FLOOD_CONNS (default 64) is how many keep-alive connections send the flood;
+// HACHECK_FLOOD_MAX_RSS_MIB, when set, fails the run if the peak RSS went above it (.ci/run sets
+// 64: the bound the memory limit exists to keep under any flood);
 // HACHECK_FLOOD_CONFIG is appended to the server's config (e.g. "memory_limit: off"). After the
 // service names and query strings come two floods of the load-balancer tracker: 32,000 check
 // requests whose send-state header has an 11 KB node name, and 100,000 invented reporters with
@@ -194,6 +196,11 @@ func TestFloodHarness(t *testing.T) {
 	t.Logf("full cache: 100 concurrent requests for each of 10 new keys made %d upstream checks (%.1f per key)", freshChecks, float64(freshChecks)/10)
 	for _, e := range endpoints {
 		t.Log(e)
+	}
+	if os.Getenv("HACHECK_FLOOD_MAX_RSS_MIB") != "" {
+		if limit := envInt(t, "HACHECK_FLOOD_MAX_RSS_MIB", 0); mib(hwmReporters) > float64(limit) {
+			t.Errorf("peak RSS %.0f MiB under the floods, want at most %d MiB", mib(hwmReporters), limit)
+		}
 	}
 }
 
