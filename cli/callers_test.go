@@ -86,3 +86,39 @@ func TestPaastaPreStopHook(t *testing.T) {
 		t.Fatalf("hadown --guard from the hook: %q, marks %q; want exit 4 and nothing written", out, spoolEntries(t, root))
 	}
 }
+
+// The Python commands shared one option parser: every command took -r, -e and -p (the server's
+// port), and ignored those it had no use for. A wrapper that passes the same options to haup as
+// to hadown, or the server's port to every command, must run unchanged.
+func TestPythonOptionsOnEveryCommand(t *testing.T) {
+	dir := testbin.Dir(t)
+	root := t.TempDir()
+	steps := []struct {
+		argv []string
+		code int
+		out  string
+	}{
+		{[]string{"hadown", "-p", "6666", "-r", "deploy", "-e", "4102444800", "web"}, 0, ""},
+		{[]string{"hastatus", "-p", "6666", "-r", "deploy", "web"}, 1, "DOWN\tweb\tdeploy\n"},
+		{[]string{"hashowdowned", "-p", "6666", "-r", "deploy", "-e", "4102444800"}, 0, "web\t"},
+		{[]string{"haup", "-p", "6666", "-r", "deploy", "-e", "4102444800", "web"}, 0, ""},
+		{[]string{"hastatus", "-p", "6666", "web"}, 0, "UP\tweb\n"},
+	}
+	for _, step := range steps {
+		cmd := exec.Command(filepath.Join(dir, step.argv[0]), step.argv[1:]...)
+		cmd.Env = scriptEnv(root, "6666")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		if exit, ok := err.(*exec.ExitError); ok {
+			code = exit.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != step.code || !strings.HasPrefix(stdout.String(), step.out) || stderr.Len() != 0 {
+			t.Fatalf("%q = exit %d, stdout %q, stderr %q; want exit %d, stdout starting %q, no stderr",
+				step.argv, code, stdout.String(), stderr.String(), step.code, step.out)
+		}
+	}
+}

@@ -20,10 +20,23 @@ import (
 
 // The spool commands: up (haup), down (hadown), status (hastatus) and downed (hashowdowned).
 
+// The Python commands shared one option parser: each took -r, -e and -p and ignored what it had
+// no use for. These take them, hidden, and ignore them too, so that a wrapper passing the same
+// options to every command runs unchanged.
+type pythonReason struct {
+	IgnoredReason     string `short:"r" name:"reason" hidden:"" help:"Ignored, as the Python hacheck did."`
+	IgnoredExpiration string `short:"e" name:"expiration" hidden:"" help:"Ignored, as the Python hacheck did."`
+}
+
+type pythonPort struct {
+	IgnoredPort string `short:"p" name:"port" hidden:"" help:"Ignored, as the Python hacheck did."`
+}
+
 type upCmd struct {
 	spoolFlags
 	lbFlags
 	outFlags
+	pythonReason
 	ServicePort int      `short:"P" name:"service-port" default:"0" help:"Remove only the mark of this instance (port); 0 means the whole service."`
 	JSON        bool     `name:"json" help:"Print what was done as JSON."`
 	Services    []string `arg:"" name:"service" predictor:"marked" help:"Service names; 'all' is the host-wide mark."`
@@ -143,6 +156,8 @@ func (c *downCmd) Run(e *Env) error {
 
 type statusCmd struct {
 	spoolFlags
+	pythonReason
+	pythonPort
 	ServicePort int      `short:"P" name:"service-port" default:"0" help:"Show the state of this instance (port), including its own mark."`
 	JSON        bool     `name:"json" help:"Print the states as JSON."`
 	Services    []string `arg:"" name:"service" predictor:"marked" help:"Service names."`
@@ -207,6 +222,8 @@ func (c *statusCmd) Run(e *Env) error {
 
 type downedCmd struct {
 	spoolFlags
+	pythonReason
+	pythonPort
 	JSON bool `name:"json" help:"Print the marks as JSON."`
 }
 
