@@ -1,6 +1,7 @@
 package server
 
 import (
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -98,5 +99,41 @@ func TestSpoolPostRefusesWhatReadersCannotTrust(t *testing.T) {
 	}
 	if marks, err := ts.store.List(); err != nil || len(marks) != 0 {
 		t.Fatalf("refused changes wrote %v (%v)", marks, err)
+	}
+}
+
+// The Python hacheck read POST's fields from the query string too (`curl -X POST
+// 'host:6666/spool/web/0/status?status=down&reason=deploy'`). A script written that way must
+// work, and a guard=1 (or wait=) put there must not be dropped silently: the change would go
+// ahead unguarded.
+func TestSpoolPostFieldsInTheQuery(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true }, trustAtOnce)
+	checkWithState(t, ts, "solo", "UP; address=127.0.0.1; port=8080; name=be_solo/solo1; node=lb1; weight=1/1; scur=0/0; qcur=0")
+	post := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Post(ts.base+path, "application/x-www-form-urlencoded", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := post("/spool/solo/0/status?status=down&reason=deploy&guard=1"); code != http.StatusConflict {
+		t.Fatalf("guard=1 in the query = %d %q; want 409", code, body)
+	}
+	if _, down := ts.store.Status("solo", 0); down {
+		t.Fatal("a refused change was written")
+	}
+	if code, body := post("/spool/web/0/status?status=down&reason=deploy"); code != http.StatusOK {
+		t.Fatalf("status=down in the query = %d %q; want 200", code, body)
+	}
+	if m, down := ts.store.Status("web", 0); !down || m.Reason != "deploy" {
+		t.Fatalf("web after the query's down: %+v, %v", m, down)
+	}
+	// A field in both: the body's wins, as Go's and Tornado's forms have it.
+	code, _ := postSpool(t, ts, "/spool/web/0/status?status=down", url.Values{"status": {"up"}})
+	if _, down := ts.store.Status("web", 0); code != http.StatusOK || down {
+		t.Fatalf("status=up in the body, down in the query = %d, down %v; want the body's up", code, down)
 	}
 }

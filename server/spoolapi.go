@@ -56,7 +56,10 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	opts, err := parseSpoolOptions(r.PostForm)
+	// The fields come from the body or the query string, as the Python hacheck read them (the
+	// body's first): a guard=1 or wait= in the query must not be dropped silently.
+	form := r.Form
+	opts, err := parseSpoolOptions(form)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -67,7 +70,7 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 		written *spool.Mark
 		removed bool
 	)
-	switch status := r.PostForm.Get("status"); status {
+	switch status := form.Get("status"); status {
 	case "up":
 		change = func() (any, error) {
 			var err error
@@ -76,13 +79,13 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 		}
 	case "down", "drain":
 		drain := status == "drain" // a drain mark: checks answer 404, agents "drain"
-		expiration, err1 := formTime(r.PostForm.Get("expiration"))
-		creation, err2 := formTime(r.PostForm.Get("creation"))
+		expiration, err1 := formTime(form.Get("expiration"))
+		creation, err2 := formTime(form.Get("creation"))
 		if err := errors.Join(err1, err2); err != nil {
 			http.Error(w, oneLine(err.Error()), http.StatusBadRequest)
 			return
 		}
-		m := spool.Mark{Service: service, Port: port, Reason: r.PostForm.Get("reason"), Expiration: expiration, Creation: creation, Drain: drain}
+		m := spool.Mark{Service: service, Port: port, Reason: form.Get("reason"), Expiration: expiration, Creation: creation, Drain: drain}
 		var check func(spool.Set) error
 		if opts.guard {
 			// Asked for: a client that does not ask keeps what it always got. Decided under
