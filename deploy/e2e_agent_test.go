@@ -1,19 +1,16 @@
 package deploy_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/hacheck/hacheck/lb"
@@ -23,18 +20,7 @@ import (
 // agentTemplate is a backend whose servers HAProxy checks twice: a plain TCP health check of
 // the application, and hacheck's agent check, which says what the spool says. Nothing else
 // touches hacheck, so every change of state below is the agent's doing.
-var agentTemplate = template.Must(template.New("haproxy.cfg").Parse(`
-global
-    stats socket {{.Sock}} mode 600 level admin
-    stats timeout 10s
-
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 5s
-    timeout server 5s
-    timeout check 1s
-
+var agentTemplate = haproxyConfig(`
 frontend fe_agent
     bind 127.0.0.1:{{.Front}}
     default_backend be_agent
@@ -42,7 +28,7 @@ frontend fe_agent
 backend be_agent
     server app1 127.0.0.1:{{.App1}} weight 10 check inter 200ms agent-check agent-port {{.Agent}} agent-inter 200ms agent-send "web\n"
     server app2 127.0.0.1:{{.App2}} weight 10 check inter 200ms agent-check agent-port {{.Agent}} agent-inter 200ms agent-send "api\n"
-`))
+`)
 
 // TestHAProxyAgentCheck drives a real HAProxy through hacheck's agent-check listener: a down
 // mark puts the server in MAINT, a drain mark in DRAIN, haup brings it back UP, and the other
@@ -53,21 +39,10 @@ func TestHAProxyAgentCheck(t *testing.T) {
 	dir := t.TempDir()
 	spoolRoot := filepath.Join(dir, "spool")
 	agentPort := freePort(t)
-	cfg := filepath.Join(dir, "hacheck.yml")
-	if err := os.WriteFile(cfg, []byte("log_path: stderr\nagent_port: "+strconv.Itoa(agentPort)+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeHacheckConfig(t, dir, "agent_port: "+strconv.Itoa(agentPort)+"\n")
 	hc := startHacheck(t, bin, spoolRoot, cfg, 0)
 	app1, app2 := newBackendApp(t, "app1"), newBackendApp(t, "app2")
-	hp, _ := startHAProxy(t, haproxyBin, func(sock string, front int) string {
-		var b bytes.Buffer
-		err := agentTemplate.Execute(&b, map[string]any{"Sock": sock, "Front": front, "Agent": agentPort,
-			"App1": app1.port(), "App2": app2.port()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b.String()
-	})
+	hp, _ := startHAProxyConfig(t, haproxyBin, agentTemplate, map[string]any{"Agent": agentPort, "App1": app1.port(), "App2": app2.port()})
 
 	const web, api = "be_agent/app1", "be_agent/app2"
 	state := func(name, status, weight string) func(stats) bool {
@@ -125,21 +100,10 @@ func TestHAProxyAgentUnderIdleCrowd(t *testing.T) {
 	bin := hacheckBin(t)
 	dir := t.TempDir()
 	agentPort := freePort(t)
-	cfg := filepath.Join(dir, "hacheck.yml")
-	if err := os.WriteFile(cfg, []byte("log_path: stderr\nagent_port: "+strconv.Itoa(agentPort)+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeHacheckConfig(t, dir, "agent_port: "+strconv.Itoa(agentPort)+"\n")
 	hc := startHacheck(t, bin, filepath.Join(dir, "spool"), cfg, 0)
 	app1, app2 := newBackendApp(t, "app1"), newBackendApp(t, "app2")
-	hp, _ := startHAProxy(t, haproxyBin, func(sock string, front int) string {
-		var b bytes.Buffer
-		err := agentTemplate.Execute(&b, map[string]any{"Sock": sock, "Front": front, "Agent": agentPort,
-			"App1": app1.port(), "App2": app2.port()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b.String()
-	})
+	hp, _ := startHAProxyConfig(t, haproxyBin, agentTemplate, map[string]any{"Agent": agentPort, "App1": app1.port(), "App2": app2.port()})
 	agent := func() (lb.Agent, bool) {
 		resp, err := http.Get(hc.url("/lb/web"))
 		if err != nil {

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"text/template"
 	"time"
 )
 
@@ -138,19 +137,7 @@ func TestGuardSecondOperator(t *testing.T) {
 // checked every second, as production backends are (every 2 s by default): its last report
 // still counts app1 for a while after the agent took app1 out. be_lone
 // has one server, agent-checked for its weight.
-var guardAgentTemplate = template.Must(template.New("haproxy.cfg").Parse(`
-global
-    node lb1
-    stats socket {{.Sock}} mode 600 level admin
-    stats timeout 10s
-
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 5s
-    timeout server 5s
-    timeout check 1s
-
+var guardAgentTemplate = haproxyConfig(`
 frontend fe
     bind 127.0.0.1:{{.Front}}
     use_backend be_lone if { path_beg /lone }
@@ -166,7 +153,7 @@ backend be_lone
     option httpchk GET /http/lone/1/health
     http-check send-state
     server lone1 127.0.0.1:{{.Lone}} check port {{.Hacheck}} inter 200ms fall 2 rise 2 agent-check agent-port {{.Agent}} agent-inter 200ms agent-send "lone\n"
-`))
+`)
 
 // The README's recipe, with agent-check on the first server: --wait returns once the agent
 // said maint, and the second hadown must still be refused.
@@ -175,21 +162,10 @@ func TestGuardAfterWaitWithAgent(t *testing.T) {
 	bin := hacheckBin(t)
 	dir := t.TempDir()
 	agentPort := freePort(t)
-	cfg := writeHacheckConfig(t, dir)
-	if err := os.WriteFile(cfg, append(must(os.ReadFile(cfg)), "agent_port: "+strconv.Itoa(agentPort)+"\n"...), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeHacheckConfig(t, dir, "agent_port: "+strconv.Itoa(agentPort)+"\n")
 	s := &maintSetup{hc: startHacheck(t, bin, filepath.Join(dir, "spool"), cfg, 0),
 		app1: newMaintApp(t, "app1"), app2: newMaintApp(t, "app2"), solo: newMaintApp(t, "lone1")}
-	hp, _ := startHAProxy(t, haproxyBin, func(sock string, front int) string {
-		var b bytes.Buffer
-		err := guardAgentTemplate.Execute(&b, map[string]any{"Sock": sock, "Front": front, "Agent": agentPort, "Hacheck": s.hc.port,
-			"App1": s.app1.port(), "App2": s.app2.port(), "Lone": s.solo.port()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b.String()
-	})
+	hp, _ := startHAProxyConfig(t, haproxyBin, guardAgentTemplate, map[string]any{"Node": "lb1", "Agent": agentPort, "Hacheck": s.hc.port, "App1": s.app1.port(), "App2": s.app2.port(), "Lone": s.solo.port()})
 	s.lbs = []*haproxy{hp}
 	hp.waitState(t, 10*time.Second, "every server UP with a 200 from hacheck", func(st stats) bool {
 		return st["be_web/app1"].up() && st["be_web/app2"].up() && st["be_lone/lone1"].up()
@@ -248,11 +224,4 @@ func TestGuardAfterWaitWithAgent(t *testing.T) {
 	if st := hp.mustStats(t)["be_lone/lone1"]; st.status() != "UP" || st["weight"] != "1" {
 		t.Fatalf("lone1 is %v weight %s", st, st["weight"])
 	}
-}
-
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
 }

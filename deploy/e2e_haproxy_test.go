@@ -1,7 +1,6 @@
 package deploy_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"text/template"
 	"time"
 )
 
@@ -52,18 +50,7 @@ func (a *backendApp) port() int {
 // on the server's own host (127.0.0.1 here); `http-check send-state` tells hacheck the
 // server's traffic port, so the port in each URL (1) is never used: if send-state handling
 // broke, hacheck would check 127.0.0.1:1 and every http server would go DOWN.
-var haproxyTemplate = template.Must(template.New("haproxy.cfg").Parse(`
-global
-    stats socket {{.Sock}} mode 600 level admin
-    stats timeout 10s
-
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 5s
-    timeout server 5s
-    timeout check 1s
-
+var haproxyTemplate = haproxyConfig(`
 frontend fe_web
     bind 127.0.0.1:{{.Front}}
     default_backend be_web
@@ -98,7 +85,7 @@ backend be_stable
     option httpchk GET /http/stable/1/health
     http-check send-state
     server stable1 127.0.0.1:{{(index .Apps 2).Port}} check port {{.Hacheck}} inter 200ms fall 10 rise 1
-`))
+`)
 
 type templateApp struct {
 	Name string
@@ -121,14 +108,7 @@ func TestHAProxyEndToEnd(t *testing.T) {
 	for _, a := range apps {
 		tApps = append(tApps, templateApp{a.name, a.port()})
 	}
-	hp, front := startHAProxy(t, haproxyBin, func(sock string, front int) string {
-		var b bytes.Buffer
-		err := haproxyTemplate.Execute(&b, map[string]any{"Sock": sock, "Front": front, "Hacheck": hc.port, "Apps": tApps})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b.String()
-	})
+	hp, front := startHAProxyConfig(t, haproxyBin, haproxyTemplate, map[string]any{"Hacheck": hc.port, "Apps": tApps})
 	t.Logf("hacheck on :%d, haproxy frontend on :%d, apps on %v (setup %v)", hc.port, front, tApps, time.Since(start).Round(time.Millisecond))
 
 	web := []string{"be_web/app1", "be_web/app2", "be_web/app3"}

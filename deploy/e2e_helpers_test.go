@@ -19,6 +19,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"text/template"
 	"time"
 
 	"github.com/hacheck/hacheck/internal/testbin"
@@ -187,11 +188,11 @@ type hacheck struct {
 }
 
 // writeHacheckConfig writes a config with a short cache and timeout, so HAProxy sees changes
-// of the service itself within about a second.
-func writeHacheckConfig(t *testing.T, dir string) string {
+// of the service itself within about a second, followed by the extra lines a test needs.
+func writeHacheckConfig(t *testing.T, dir string, extra ...string) string {
 	t.Helper()
 	path := filepath.Join(dir, "hacheck.yml")
-	cfg := "cache_time: 1\ncheck_timeout: 1\nlog_path: stderr\n"
+	cfg := "cache_time: 1\ncheck_timeout: 1\nlog_path: stderr\n" + strings.Join(extra, "")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -319,6 +320,45 @@ func startHAProxy(t *testing.T, bin string, render func(sock string, frontPort i
 		}
 		t.Fatalf("haproxy did not start (last stats error: %v):\n%s", err, tail(out, 4000))
 	}
+}
+
+// haproxyHead is the global and defaults sections every test's HAProxy config starts with: an
+// admin socket for reading servers' states, and short timeouts. .Node names the load balancer
+// where a test tells two apart; .Timeout, if set, is the client and server timeout (for a test
+// that holds a session open).
+const haproxyHead = `
+global
+{{- with .Node}}
+    node {{.}}
+{{- end}}
+    stats socket {{.Sock}} mode 600 level admin
+    stats timeout 10s
+
+defaults
+    mode http
+    timeout connect 1s
+    timeout client {{or .Timeout "5s"}}
+    timeout server {{or .Timeout "5s"}}
+    timeout check 1s
+`
+
+// haproxyConfig is a test's HAProxy config: haproxyHead, then the test's frontends and backends.
+func haproxyConfig(body string) *template.Template {
+	return template.Must(template.New("haproxy.cfg").Parse(haproxyHead + body))
+}
+
+// startHAProxyConfig runs HAProxy with tmpl executed on data plus the admin socket (.Sock) and
+// the frontend's port (.Front).
+func startHAProxyConfig(t *testing.T, bin string, tmpl *template.Template, data map[string]any) (*haproxy, int) {
+	t.Helper()
+	return startHAProxy(t, bin, func(sock string, front int) string {
+		data["Sock"], data["Front"] = sock, front
+		var b strings.Builder
+		if err := tmpl.Execute(&b, data); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	})
 }
 
 // server is one row of `show stat`: columns by name.

@@ -13,22 +13,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"text/template"
 	"time"
 )
 
-var landingHAProxy = template.Must(template.New("haproxy.cfg").Parse(`
-global
-    node lb-e2e
-    stats socket {{.Sock}} mode 600 level admin
-
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 5s
-    timeout server 5s
-    timeout check 1s
-
+var landingHAProxy = haproxyConfig(`
 frontend fe
     bind 127.0.0.1:{{.Front}}
     default_backend be_web
@@ -49,7 +37,7 @@ backend be_db
     option httpchk GET /spool/db/0/
     http-check send-state
     server db1 127.0.0.1:3306 check port {{.Hacheck}} inter 200ms fall 1 rise 1
-`))
+`)
 
 // TestLandingPageInABrowser opens hacheck's landing page in a real browser (Debian's chromium,
 // headless) and a text browser (w3m) with two marks in the spool (one whose reason is a script) and a real HAProxy
@@ -67,13 +55,7 @@ func TestLandingPageInABrowser(t *testing.T) {
 	const hostile = `<script>alert(1)</script>`
 	hc.cli(t, "hadown", "-r", hostile, "web")
 	hc.cli(t, "hadown", "--drain", "-P", "8080", "-r", "deploy by bob & co", "api")
-	startHAProxy(t, haproxyBin, func(sock string, front int) string {
-		var b bytes.Buffer
-		if err := landingHAProxy.Execute(&b, map[string]any{"Sock": sock, "Front": front, "Hacheck": hc.port}); err != nil {
-			t.Fatal(err)
-		}
-		return b.String()
-	})
+	startHAProxyConfig(t, haproxyBin, landingHAProxy, map[string]any{"Node": "lb-e2e", "Hacheck": hc.port})
 	// HAProxy checks every 200 ms; wait until hacheck reports all three of its server lines.
 	waitFor(t, 30*time.Second, "the landing page to show the load balancer's three server lines", func() (bool, string) {
 		resp, err := http.Get(hc.url("/"))

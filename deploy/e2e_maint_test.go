@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/hacheck/hacheck/lb"
@@ -70,19 +69,7 @@ func (a *maintApp) port() int {
 // send-state (so hacheck learns each one's node name, server line and state) and
 // disable-on-404 (so a drain mark's 404 puts the server in NOLB). /slow is sent to app1, to
 // hold a session on it.
-var maintTemplate = template.Must(template.New("haproxy.cfg").Parse(`
-global
-    node {{.Node}}
-    stats socket {{.Sock}} mode 600 level admin
-    stats timeout 10s
-
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    timeout check 1s
-
+var maintTemplate = haproxyConfig(`
 frontend fe
     bind 127.0.0.1:{{.Front}}
     use_backend be_solo if { path_beg /solo }
@@ -102,7 +89,7 @@ backend be_solo
     http-check send-state
     http-check disable-on-404
     server solo1 127.0.0.1:{{.Solo}} check port {{.Hacheck}} inter 200ms fall 2 rise 2
-`))
+`)
 
 // maintSetup is hacheck behind two HAProxy instances, lb1 and lb2.
 type maintSetup struct {
@@ -119,28 +106,10 @@ func startMaintSetup(t *testing.T, extraConfig ...string) *maintSetup {
 	bin := hacheckBin(t)
 	dir := t.TempDir()
 	s := &maintSetup{app1: newMaintApp(t, "app1"), app2: newMaintApp(t, "app2"), solo: newMaintApp(t, "solo1")}
-	config := writeHacheckConfig(t, dir)
-	if len(extraConfig) > 0 {
-		f, err := os.OpenFile(config, os.O_APPEND|os.O_WRONLY, 0)
-		if err == nil {
-			_, err = f.WriteString(strings.Join(extraConfig, ""))
-			err = errors.Join(err, f.Close())
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.hc = startHacheck(t, bin, filepath.Join(dir, "spool"), config, 0)
+	s.hc = startHacheck(t, bin, filepath.Join(dir, "spool"), writeHacheckConfig(t, dir, extraConfig...), 0)
 	for _, node := range []string{"lb1", "lb2"} {
-		hp, front := startHAProxy(t, haproxyBin, func(sock string, front int) string {
-			var b bytes.Buffer
-			err := maintTemplate.Execute(&b, map[string]any{"Node": node, "Sock": sock, "Front": front, "Hacheck": s.hc.port,
-				"App1": s.app1.port(), "App2": s.app2.port(), "Solo": s.solo.port()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b.String()
-		})
+		hp, front := startHAProxyConfig(t, haproxyBin, maintTemplate, map[string]any{"Node": node, "Timeout": "30s",
+			"Hacheck": s.hc.port, "App1": s.app1.port(), "App2": s.app2.port(), "Solo": s.solo.port()})
 		s.lbs = append(s.lbs, hp)
 		s.fronts = append(s.fronts, front)
 	}
@@ -411,20 +380,9 @@ func TestMaintenanceWaitAgent(t *testing.T) {
 	bin := hacheckBin(t)
 	dir := t.TempDir()
 	agentPort := freePort(t)
-	cfg := filepath.Join(dir, "hacheck.yml")
-	if err := os.WriteFile(cfg, []byte("log_path: stderr\nagent_port: "+strconv.Itoa(agentPort)+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeHacheckConfig(t, dir, "agent_port: "+strconv.Itoa(agentPort)+"\n")
 	s := &maintSetup{hc: startHacheck(t, bin, filepath.Join(dir, "spool"), cfg, 0), app1: newMaintApp(t, "app1"), app2: newMaintApp(t, "app2")}
-	hp, _ := startHAProxy(t, haproxyBin, func(sock string, front int) string {
-		var b bytes.Buffer
-		err := agentTemplate.Execute(&b, map[string]any{"Sock": sock, "Front": front, "Agent": agentPort,
-			"App1": s.app1.port(), "App2": s.app2.port()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b.String()
-	})
+	hp, _ := startHAProxyConfig(t, haproxyBin, agentTemplate, map[string]any{"Agent": agentPort, "App1": s.app1.port(), "App2": s.app2.port()})
 	const web = "be_agent/app1"
 	is := func(status, weight string) func(stats) bool {
 		return func(st stats) bool { return st[web].status() == status && st[web]["weight"] == weight }

@@ -1,33 +1,19 @@
 package deploy_test
 
 import (
-	"bytes"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
-	"text/template"
 	"time"
 )
 
 // A backend as SmartStack's synapse-tools writes it: the dummy port 0 in the check URL ("HAProxy
 // is passing in the real port using the X-Haproxy-Server-State header"), extra healthcheck
 // headers after HTTP/1.1 and no Host, and send-state.
-var synapseTemplate = template.Must(template.New("haproxy.cfg").Parse(`
-global
-    stats socket {{.Sock}} mode 600 level admin
-    stats timeout 10s
-
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 5s
-    timeout server 5s
-    timeout check 1s
-
+var synapseTemplate = haproxyConfig(`
 frontend fe_service_two
     bind 127.0.0.1:{{.Front}}
     default_backend service_two.main
@@ -38,7 +24,7 @@ backend service_two.main
 {{- range .Apps}}
     server {{.Name}} 127.0.0.1:{{.Port}} check port {{$.Hacheck}} inter 200ms fall 1 rise 1
 {{- end}}
-`))
+`)
 
 // TestSynapseBackend: every server of the synapse-style backend is UP through hacheck, hadown
 // -P <port> takes exactly that server DOWN, haup brings it back, and a script's hadown of the
@@ -48,10 +34,7 @@ func TestSynapseBackend(t *testing.T) {
 	bin := hacheckBin(t)
 	dir := t.TempDir()
 	// synapse-tools' own integration test configures hacheck to copy X-Mode to the service.
-	cfg := filepath.Join(dir, "hacheck.yml")
-	if err := os.WriteFile(cfg, []byte("cache_time: 1\ncheck_timeout: 1\nhttp_headers_to_copy: [X-Mode]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeHacheckConfig(t, dir, "http_headers_to_copy: [X-Mode]\n")
 	hc := startHacheck(t, bin, filepath.Join(dir, "spool"), cfg, 0)
 
 	var apps []templateApp
@@ -66,13 +49,7 @@ func TestSynapseBackend(t *testing.T) {
 		t.Cleanup(srv.Close)
 		apps = append(apps, templateApp{name, srv.Listener.Addr().(*net.TCPAddr).Port})
 	}
-	hp, _ := startHAProxy(t, haproxyBin, func(sock string, front int) string {
-		var b bytes.Buffer
-		if err := synapseTemplate.Execute(&b, map[string]any{"Sock": sock, "Front": front, "Hacheck": hc.port, "Apps": apps}); err != nil {
-			t.Fatal(err)
-		}
-		return b.String()
-	})
+	hp, _ := startHAProxyConfig(t, haproxyBin, synapseTemplate, map[string]any{"Hacheck": hc.port, "Apps": apps})
 	srv1, srv2 := "service_two.main/srv1", "service_two.main/srv2"
 	const timeout = 10 * time.Second
 
