@@ -334,37 +334,15 @@ func startAlertmanager(t *testing.T, bin, dir string, cfg []byte) *alertmanager 
 	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for attempt := 0; ; attempt++ {
-		am := &alertmanager{port: freePort(t)}
-		am.proc = startProc(t, "alertmanager", nil, bin,
-			"--config.file="+cfgPath,
-			"--storage.path="+filepath.Join(dir, fmt.Sprintf("am%d", attempt)),
-			"--web.listen-address=127.0.0.1:"+strconv.Itoa(am.port),
+	am := &alertmanager{}
+	am.proc, am.port = startReadyOnFreePort(t, "alertmanager", bin, func(attempt, port int) []string {
+		return []string{"--config.file=" + cfgPath,
+			"--storage.path=" + filepath.Join(dir, fmt.Sprintf("am%d", attempt)),
+			"--web.listen-address=127.0.0.1:" + strconv.Itoa(port),
 			"--cluster.listen-address=",
-			"--log.level=warn")
-		client := &http.Client{Timeout: time.Second}
-		deadline := time.Now().Add(20 * time.Second)
-		var last string
-		for time.Now().Before(deadline) && !am.exited() {
-			resp, err := client.Get(am.url("/-/ready"))
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return am
-				}
-				last = resp.Status
-			} else {
-				last = err.Error()
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		out := am.out.String()
-		am.stop(t, 10*time.Second)
-		if attempt < 4 && strings.Contains(out, "address already in use") {
-			continue
-		}
-		t.Fatalf("alertmanager did not become ready (%s):\n%s", last, tail(out, 4000))
-	}
+			"--log.level=warn"}
+	})
+	return am
 }
 
 func (am *alertmanager) url(path string) string {

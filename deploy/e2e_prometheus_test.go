@@ -123,24 +123,34 @@ scrape_configs:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	p := &prometheus{}
+	p.proc, p.port = startReadyOnFreePort(t, "prometheus", bin, func(attempt, port int) []string {
+		return []string{"--config.file=" + cfgPath,
+			"--storage.tsdb.path=" + filepath.Join(dir, fmt.Sprintf("data%d", attempt)),
+			"--web.listen-address=127.0.0.1:" + strconv.Itoa(port),
+			"--log.level=warn"}
+	})
+	return p
+}
+
+// startReadyOnFreePort runs a server of Prometheus' family (Prometheus, Alertmanager) with
+// args given the attempt and a free port, retrying when the port was taken meanwhile, and
+// waits until its /-/ready answers 200.
+func startReadyOnFreePort(t *testing.T, name, bin string, args func(attempt, port int) []string) (*proc, int) {
+	t.Helper()
 	for attempt := 0; ; attempt++ {
 		port := freePort(t)
-		p := &prometheus{port: port}
-		p.proc = startProc(t, "prometheus", nil, bin,
-			"--config.file="+cfgPath,
-			"--storage.tsdb.path="+filepath.Join(dir, fmt.Sprintf("data%d", attempt)),
-			"--web.listen-address=127.0.0.1:"+strconv.Itoa(port),
-			"--log.level=warn")
+		p := startProc(t, name, nil, bin, args(attempt, port)...)
 		client := &http.Client{Timeout: time.Second}
 		deadline := time.Now().Add(20 * time.Second)
 		var last string
 		for time.Now().Before(deadline) && !p.exited() {
-			resp, err := client.Get(p.url("/-/ready"))
+			resp, err := client.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/-/ready")
 			if err == nil {
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
-					return p
+					return p, port
 				}
 				last = resp.Status + " " + string(body)
 			} else {
@@ -153,7 +163,7 @@ scrape_configs:
 		if attempt < 4 && strings.Contains(out, "address already in use") {
 			continue
 		}
-		t.Fatalf("prometheus did not become ready (%s):\n%s", last, tail(out, 4000))
+		t.Fatalf("%s did not become ready (%s):\n%s", name, last, tail(out, 4000))
 	}
 }
 
