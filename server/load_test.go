@@ -48,7 +48,7 @@ type loadFigures struct {
 
 func TestLoadHarness(t *testing.T) {
 	if os.Getenv("HACHECK_LOAD") != "1" {
-		t.Skip("a load measurement; run with HACHECK_LOAD=1 (see the README's performance section)")
+		t.Skip("a load measurement; run with HACHECK_LOAD=1 (see docs/performance.md)")
 	}
 	if _, err := exec.LookPath("wrk"); err != nil {
 		t.Fatal("wrk not found: apt-get install -y wrk")
