@@ -50,41 +50,46 @@ func (g guardFlags) on(e *Env) bool { return guardWanted(e, g.Force, g.Guard) }
 // already did and the load balancers have not reported yet is counted (see lb.Guard), and no
 // other change on this host slips in between the decision and the write. It asks the running
 // server what the load balancers report of every service the marks or the spool name (every
-// service checked recently for the host-wide mark). With no server to ask it warns and lets the change go
-// ahead: no server also means no load balancer is getting a passing check from this host, so
-// there is nothing the marks could disrupt.
+// service checked recently for the host-wide mark). With no server to ask it warns and lets the
+// change go ahead: no server also means no load balancer is getting a passing check from this
+// host, so there is nothing the marks could disrupt.
 func guardCheck(e *Env, f lbFlags, marks []spool.Mark) func(spool.Set) error {
 	return func(held spool.Set) error {
-		services, err := expandAll(context.Background(), f.Port, lb.GuardServices(held, marks))
-		if err == nil {
-			var snaps []lb.Snapshot
-			minRemaining := 0
-			for _, svc := range services {
-				snap, ferr := fetchLB(context.Background(), f.Port, svc, 0)
-				if ferr != nil {
-					err = ferr
-					break
-				}
-				snaps, minRemaining = append(snaps, snap), snap.MinRemainingWeight
-			}
-			if err == nil {
-				if gerr := lb.Guard(snaps, held, held.With(marks...), e.Now(), minRemaining); gerr != nil {
-					keys := make([]string, len(marks))
-					for i, m := range marks {
-						keys[i] = m.Key().String()
-					}
-					return &refusedError{fmt.Sprintf("refusing to take weight from %s: %v; nothing written (--force overrides)", strings.Join(keys, ", "), gerr)}
-				}
-				return nil
-			}
-		}
+		snaps, minRemaining, err := guardReports(context.Background(), f.Port, lb.GuardServices(held, marks))
 		var unreachable *unreachableError
-		if errors.As(err, &unreachable) {
+		switch {
+		case errors.As(err, &unreachable):
 			e.infof("warning: disruption guard skipped: %v\n", err)
 			return nil
+		case err != nil:
+			return fmt.Errorf("disruption guard: %w (--force skips it)", err)
 		}
-		return fmt.Errorf("disruption guard: %w (--force skips it)", err)
+		if gerr := lb.Guard(snaps, held, held.With(marks...), e.Now(), minRemaining); gerr != nil {
+			keys := make([]string, len(marks))
+			for i, m := range marks {
+				keys[i] = m.Key().String()
+			}
+			return &refusedError{fmt.Sprintf("refusing to take weight from %s: %v; nothing written (--force overrides)", strings.Join(keys, ", "), gerr)}
+		}
+		return nil
 	}
+}
+
+// guardReports is what the load balancers reported of services (for "all", of every service
+// checked recently), and the server's min_remaining_weight.
+func guardReports(ctx context.Context, serverPort int, services []string) (snaps []lb.Snapshot, minRemaining int, err error) {
+	services, err = expandAll(ctx, serverPort, services)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, svc := range services {
+		snap, err := fetchLB(ctx, serverPort, svc, 0)
+		if err != nil {
+			return nil, 0, err
+		}
+		snaps, minRemaining = append(snaps, snap), snap.MinRemainingWeight
+	}
+	return snaps, minRemaining, nil
 }
 
 // waitFor waits, after the marks were written at the time given, until every load balancer that
