@@ -196,11 +196,7 @@ func (cw *ChangeWatcher) read() (Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make(Set, len(marks))
-	for _, m := range marks {
-		out[m.Key()] = m
-	}
-	return out, nil
+	return NewSet(marks...), nil
 }
 
 // diff reads the root and returns what changed since the previous reading.

@@ -238,11 +238,7 @@ func (s *Store) readSnapshot() (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap := &snapshot{marks: make(Set, len(marks))}
-	for _, m := range marks {
-		snap.marks[m.Key()] = m
-	}
-	return snap, nil
+	return &snapshot{marks: NewSet(marks...)}, nil
 }
 
 // queuedBytes is FIONREAD (TIOCINQ) on the inotify descriptor: how many bytes of events wait.
