@@ -1,8 +1,8 @@
 package deploy_test
 
 import (
-	"bytes"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -10,25 +10,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"text/template"
 	"time"
 )
 
 // failingTemplate: two servers checked every second, taken out after 10 failed checks, so that
 // an instance whose service fails stays UP at the load balancer for some 9 s.
-var failingTemplate = template.Must(template.New("haproxy.cfg").Parse(`
-global
-    node lb1
-    stats socket {{.Sock}} mode 600 level admin
-    stats timeout 10s
-
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 5s
-    timeout server 5s
-    timeout check 1s
-
+var failingTemplate = haproxyConfig(`
 frontend fe
     bind 127.0.0.1:{{.Front}}
     default_backend be_web
@@ -38,7 +25,7 @@ backend be_web
     http-check send-state
     server app1 127.0.0.1:{{.App1}} check port {{.Hacheck}} inter 1s fall 10 rise 2
     server app2 127.0.0.1:{{.App2}} check port {{.Hacheck}} inter 1s fall 10 rise 2
-`))
+`)
 
 // A person takes the other instance down while one instance's service is failing: HAProxy
 // still says UP (it waits for fall failed checks), but that server is leaving, and with the
@@ -60,19 +47,10 @@ func TestGuardOtherInstanceFailing(t *testing.T) {
 		return srv
 	}
 	app1, app2 := app("app1", &app1Failing), app("app2", nil)
-	portOf := func(srv *httptest.Server) int {
-		_, p, _ := strings.Cut(srv.Listener.Addr().String(), ":")
-		return must(strconv.Atoi(p))
-	}
+	portOf := func(srv *httptest.Server) int { return srv.Listener.Addr().(*net.TCPAddr).Port }
 	s := &maintSetup{hc: startHacheck(t, bin, filepath.Join(dir, "spool"), writeHacheckConfig(t, dir), 0)}
-	hp, _ := startHAProxy(t, haproxyBin, func(sock string, front int) string {
-		var b bytes.Buffer
-		if err := failingTemplate.Execute(&b, map[string]any{"Sock": sock, "Front": front, "Hacheck": s.hc.port,
-			"App1": portOf(app1), "App2": portOf(app2)}); err != nil {
-			t.Fatal(err)
-		}
-		return b.String()
-	})
+	hp, _ := startHAProxyConfig(t, haproxyBin, failingTemplate, map[string]any{"Node": "lb1", "Hacheck": s.hc.port,
+		"App1": portOf(app1), "App2": portOf(app2)})
 	s.lbs = []*haproxy{hp}
 	hp.waitState(t, 15*time.Second, "both servers UP", func(st stats) bool { return st["be_web/app1"].up() && st["be_web/app2"].up() })
 	s.waitEstablished(t, map[string]int{"web": 2})
