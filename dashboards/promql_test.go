@@ -593,7 +593,7 @@ func scrape(t *testing.T) exported {
 	// A load balancer's line counts once it has checked repeatedly: a few checks, a second apart.
 	now := time.Now()
 	for i := 9; i >= 0; i-- {
-		tracker.Record("web", 8080, "UP; port=8080; name=be_web/web1; node=lb1; weight=1/2; scur=0/0; qcur=0", src1, now.Add(-time.Duration(i)*time.Second))
+		tracker.Record("web", 8080, "UP; port=8080; name=be_web/web1; node=lb1; weight=1/2; scur=0/0; qcur=0", 0, src1, now.Add(-time.Duration(i)*time.Second))
 	}
 	m.Registry().MustRegister(lb.NewCollector(tracker))
 

@@ -17,9 +17,9 @@ func BenchmarkParseState(b *testing.B) {
 // known: the parse and the update under the line's lock.
 func BenchmarkRecord(b *testing.B) {
 	tr := NewTracker(Options{})
-	tr.Record("web", 18080, measuredHeader, lbA, t0)
+	tr.Record("web", 18080, measuredHeader, 0, lbA, t0)
 	b.ReportAllocs()
 	for b.Loop() {
-		tr.Record("web", 18080, measuredHeader, lbA, t0)
+		tr.Record("web", 18080, measuredHeader, 0, lbA, t0)
 	}
 }

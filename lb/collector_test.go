@@ -16,7 +16,7 @@ func TestCollector(t *testing.T) {
 	establish(tr, "web", 8080, header("UP", "be/w1", "lb2"), lbB, start)
 	establish(tr, "web", 9090, header("NOLB", "be/w2", "lb1"), lbA, start)
 	establish(tr, "api", 1, header("DOWN 1/2", "api/a", "lb1"), lbA, start)
-	tr.Record("once", 1, header("UP", "f/a", "lb1"), evil, now) // a one-off: not counted
+	tr.Record("once", 1, header("UP", "f/a", "lb1"), 0, evil, now) // a one-off: not counted
 	c := NewCollector(tr)
 	want := `
 # HELP hacheck_lb_dropped_total Send-state headers and agent replies not kept, or pushed out, because the load balancer tracker's memory budget for reporters not yet established was taken.

@@ -164,14 +164,10 @@ func (t *Tracker) Window() time.Duration { return t.opts.Load().Window }
 func (t *Tracker) Dropped() uint64 { return t.dropped.Load() }
 
 // Record keeps header, the X-Haproxy-Server-State value of a check request for (service, port)
-// from source, seen at now. A header that does not parse (ParseState), or from a source not in
-// Options.Sources, is ignored; service must already be a valid name.
-func (t *Tracker) Record(service string, port int, header string, source netip.Addr, now time.Time) {
-	t.RecordCheck(service, port, header, 0, source, now)
-}
-
-// RecordCheck is Record with code, what hacheck answered the check (0: not known).
-func (t *Tracker) RecordCheck(service string, port int, header string, code int, source netip.Addr, now time.Time) {
+// from source, seen at now, and code, what hacheck answered that check (0: not known). A header
+// that does not parse (ParseState), or from a source not in Options.Sources, is ignored; service
+// must already be a valid name.
+func (t *Tracker) Record(service string, port int, header string, code int, source netip.Addr, now time.Time) {
 	opts := t.opts.Load()
 	source = source.Unmap().WithZone("")
 	if !opts.allows(source) {

@@ -31,7 +31,7 @@ func establish(tr *Tracker, service string, port int, hdr string, source netip.A
 	now := start
 	for i := range minReports {
 		now = start.Add(time.Duration(i) * checkEvery)
-		tr.Record(service, port, hdr, source, now)
+		tr.Record(service, port, hdr, 0, source, now)
 	}
 	return now
 }
@@ -50,11 +50,11 @@ func establishAgent(tr *Tracker, service string, port int, source netip.Addr, re
 func TestTrackerOneOffReportersDoNotCount(t *testing.T) {
 	tr := NewTracker(Options{})
 	// A curl with a copied header, from another address; an `nc` to the agent port.
-	tr.Record("web", 8080, header("UP", "be/w1", "lb1"), evil, t0)
+	tr.Record("web", 8080, header("UP", "be/w1", "lb1"), 0, evil, t0)
 	tr.RecordAgent("web", 8080, evil, "ready 100%", t0)
 	// Even a burst: checks a load balancer makes are spread over time.
 	for i := range 50 {
-		tr.Record("web", 8080, header("DOWN", "be/w1", "lb1"), lbB, t0.Add(time.Duration(i)*time.Millisecond))
+		tr.Record("web", 8080, header("DOWN", "be/w1", "lb1"), 0, lbB, t0.Add(time.Duration(i)*time.Millisecond))
 	}
 	snap := tr.Snapshot("web", 0, t0.Add(time.Second/2))
 	if len(snap.Servers)+len(snap.Agents) != 0 || snap.Unconfirmed != 3 {
@@ -70,7 +70,7 @@ func TestTrackerOneOffReportersDoNotCount(t *testing.T) {
 	}
 	// One that stays away longer than the window starts over.
 	later := last.Add(DefaultWindow + time.Second)
-	tr.Record("web", 8080, header("UP", "be/w1", "lb1"), lbA, later)
+	tr.Record("web", 8080, header("UP", "be/w1", "lb1"), 0, lbA, later)
 	if snap := tr.Snapshot("web", 0, later); len(snap.Servers) != 0 || snap.Unconfirmed != 1 {
 		t.Errorf("a line back after the window counts at once: %+v", snap)
 	}
@@ -104,20 +104,20 @@ func TestTrackerFloodKeepsLoadBalancers(t *testing.T) {
 			tr := NewTracker(Options{Window: 30 * time.Second, MaxBytes: 1 << 20})
 			hdr := header("UP", "be_solo/solo1", "lb1")
 			up := establish(tr, "solo", 1, hdr, lbA, t0) // an established load balancer
-			tr.Record("web", 1, header("UP", "be_web/app1", "lb1"), lbA, t0)
+			tr.Record("web", 1, header("UP", "be_web/app1", "lb1"), 0, lbA, t0)
 			// 100,000 invented lines and agent polls, while lbA keeps checking both services.
 			now := up
 			for i := range 100_000 {
 				now = up.Add(time.Duration(i) * 100 * time.Microsecond)
 				src := tc.from(i % tc.sources)
 				if i%2 == 0 {
-					tr.Record(fmt.Sprintf("svc%d", i), 1, header("UP", fmt.Sprintf("b%d/s", i), "lb1"), src, now)
+					tr.Record(fmt.Sprintf("svc%d", i), 1, header("UP", fmt.Sprintf("b%d/s", i), "lb1"), 0, src, now)
 				} else {
 					tr.RecordAgent(fmt.Sprintf("svc%d", i), i%65535+1, src, "ready 100%", now)
 				}
 				if i%5000 == 0 { // every 0.5 s
-					tr.Record("solo", 1, hdr, lbA, now)
-					tr.Record("web", 1, header("UP", "be_web/app1", "lb1"), lbA, now)
+					tr.Record("solo", 1, hdr, 0, lbA, now)
+					tr.Record("web", 1, header("UP", "be_web/app1", "lb1"), 0, lbA, now)
 				}
 				if tr.estBytes+tr.newBytes > 1<<20 {
 					t.Fatalf("after %d reports the tracker holds %d bytes, over its budget of 1 MiB", i+1, tr.estBytes+tr.newBytes)
@@ -157,10 +157,10 @@ func TestTrackerSnapshot(t *testing.T) {
 	tr := NewTracker(Options{Window: 30 * time.Second})
 	establish(tr, "web", 8080, header("UP", "be/w1", "lb2"), lbB, t0)
 	establish(tr, "web", 8080, header("UP 2/3", "be/w1", "lb1"), lbA, t0)
-	tr.Record("web", 8080, header("DOWN", "be/w1", "lb1"), lbA6, t0.Add(2*time.Second))     // same line, newer
+	tr.Record("web", 8080, header("DOWN", "be/w1", "lb1"), 0, lbA6, t0.Add(2*time.Second))  // same line, newer
 	establish(tr, "web", 8080, header("UP", "alt/w1", "lb1"), lbA, t0.Add(-40*time.Second)) // out of the window
 	establish(tr, "web", 9090, header("NOLB", "be/w1", "lb1"), lbA, t0)
-	tr.Record("web", 8080, "garbage", lbA, t0)
+	tr.Record("web", 8080, "garbage", 0, lbA, t0)
 	establish(tr, "api", 8080, header("UP", "be/a1", "lb1"), lbA, t0)
 	establishAgent(tr, "web", 0, lbB, "maint # deploy", t0)
 	establishAgent(tr, "web", 8080, lbA, "ready 100%", t0)
@@ -241,7 +241,7 @@ func TestTrackerConcurrent(t *testing.T) {
 			for i := range 2000 {
 				now := t0.Add(time.Duration(i) * time.Millisecond)
 				svc := fmt.Sprintf("s%d", (g+i)%37)
-				tr.Record(svc, i%3, header("UP", fmt.Sprintf("b/s%d", i%5), "n"), lbA, now)
+				tr.Record(svc, i%3, header("UP", fmt.Sprintf("b/s%d", i%5), "n"), 0, lbA, now)
 				tr.RecordAgent(svc, 0, netip.AddrFrom4([4]byte{10, 0, byte(g), byte(i % 7)}), "ready 100%", now)
 				if i%50 == 0 {
 					tr.Snapshot(svc, 0, now)
@@ -291,7 +291,7 @@ func FuzzTrackerRecord(f *testing.F) {
 		for i := range int(n%32) + 1 {
 			source := netip.AddrFrom4([4]byte{a[0], a[1], a[2], a[3] + byte(i%3)})
 			now = now.Add(time.Duration(stepMs) * time.Millisecond)
-			tr.Record(service, int(port), hdr, source, now)
+			tr.Record(service, int(port), hdr, 0, source, now)
 			tr.RecordAgent(service, int(port)+i%2, source, hdr, now)
 		}
 		snap := tr.Snapshot(service, 0, now)
@@ -318,7 +318,7 @@ func TestTrackerKeepsTheAnswer(t *testing.T) {
 	}
 	for i, code := range []int{200, 503, 200} {
 		now := last.Add(time.Duration(i+1) * checkEvery)
-		tr.RecordCheck("web", 8080, header("UP", "be/a", "lb1"), code, lbA, now)
+		tr.Record("web", 8080, header("UP", "be/a", "lb1"), code, lbA, now)
 		if snap := tr.Snapshot("web", 0, now); len(snap.Servers) != 1 || snap.Servers[0].LastCode != code {
 			t.Fatalf("after answering %d: %+v", code, snap.Servers)
 		}

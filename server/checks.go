@@ -89,7 +89,7 @@ func (s *Server) recordCheck(r *http.Request, protocol, service string, answer c
 	// What the load balancer holds of this server; the header's port already chose answer.Port,
 	// and a request the pipeline refused (bad service) has no service to keep it under.
 	if values := r.Header[lb.Header]; len(values) > 0 && answer.Service != "" {
-		s.lb.RecordCheck(answer.Service, answer.Port, values[0], answer.Code, source, start)
+		s.lb.Record(answer.Service, answer.Port, values[0], answer.Code, source, start)
 	}
 	if answer.Changed {
 		s.logTransition(answer)
