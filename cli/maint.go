@@ -53,7 +53,13 @@ func (g guardFlags) on(e *Env) bool { return guardWanted(e, g.Force, g.Guard) }
 // service checked recently for the host-wide mark). With no server to ask it warns and lets the
 // change go ahead: no server also means no load balancer is getting a passing check from this
 // host, so there is nothing the marks could disrupt.
+//
+// Before that, and before the lock is taken, it lets the load balancers that just began checking
+// settle (settleGuard): if it cannot, the change is refused then, nothing written.
 func guardCheck(e *Env, f lbFlags, marks []spool.Mark) func(spool.Set) error {
+	if err := settleGuard(e, f, marks); err != nil {
+		return func(spool.Set) error { return err }
+	}
 	return func(held spool.Set) error {
 		snaps, minRemaining, err := guardReports(context.Background(), f.Port, lb.GuardServices(held, marks))
 		var unreachable *unreachableError
@@ -90,6 +96,54 @@ func guardReports(ctx context.Context, serverPort int, services []string) (snaps
 		snaps, minRemaining = append(snaps, snap), snap.MinRemainingWeight
 	}
 	return snaps, minRemaining, nil
+}
+
+// guardSettleMax bounds settleGuard: a load balancer counts after a few of its check
+// intervals, which are seconds at most; something that still does not count by then keeps
+// reporting unlike one.
+const guardSettleMax = 30 * time.Second
+
+// settleGuard waits, while a service of the marks has nobody counted but a reporter that does
+// not count yet was seen within lb.Settle (lb.Unsettled), until one counts or none has been
+// seen for lb.Settle: the guard must not call a backend unwatched that a load balancer, checking
+// since hacheck restarted, is about to be counted for. Errors fetching are left to the guard
+// itself, which reports them; still unsettled after guardSettleMax, the change is refused.
+func settleGuard(e *Env, f lbFlags, marks []spool.Mark) error {
+	ctx, cancel := context.WithTimeout(context.Background(), guardSettleMax)
+	defer cancel()
+	services, err := expandAll(ctx, f.Port, lb.GuardServices(nil, marks))
+	if err != nil {
+		return nil
+	}
+	start := time.Now()
+	tick := time.NewTicker(waitInterval)
+	defer tick.Stop()
+	var waited []string
+	for _, svc := range services {
+		for first := true; ; first = false {
+			snap, err := fetchLB(ctx, f.Port, svc, 0)
+			if err != nil && ctx.Err() == nil {
+				return nil
+			}
+			if err == nil && !lb.Unsettled(snap) {
+				break
+			}
+			if first {
+				waited = append(waited, svc)
+			}
+			select {
+			case <-ctx.Done():
+				return &refusedError{fmt.Sprintf("refusing to take weight from %s: reporters of %s seen in the last %s still do not count after %s, as no load balancer's checks would; nothing written (--force overrides)",
+					svc, svc, lb.Settle, guardSettleMax)}
+			case <-tick.C:
+			}
+		}
+	}
+	if len(waited) > 0 {
+		e.infof("disruption guard waited %s for load balancers of %s that just began checking to count or go quiet\n",
+			time.Since(start).Round(time.Millisecond), strings.Join(waited, ", "))
+	}
+	return nil
 }
 
 // waitFor waits, after the marks were written at the time given, until every load balancer that
@@ -148,12 +202,13 @@ func waitFor(e *Env, f lbFlags, services []string, port int, tgt lb.Target, sess
 }
 
 // unconfirmedNote says why reporters seen did not count: a load balancer counts once it has
-// checked repeatedly, which one just started (or just after hacheck started) has not yet.
+// checked repeatedly, and one that just started (or checks hacheck just restarted) is waited
+// for (lb.Settle); these went quiet instead.
 func unconfirmedNote(n int) string {
 	if n == 0 {
 		return ""
 	}
-	return fmt.Sprintf(" (%d reporter(s) seen that have not checked repeatedly, as a load balancer does, do not count yet)", n)
+	return fmt.Sprintf(" (%d reporter(s) seen that have not checked repeatedly, as a load balancer does, and none for %s, do not count)", n, lb.Settle)
 }
 
 // waitInterval is how often --wait asks the server; HAProxy's checks come every few hundred

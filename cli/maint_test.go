@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -90,6 +91,52 @@ func TestWaitNobodyChecks(t *testing.T) {
 	res = r.run("haup", "--wait", "-v", "-p", port, "web")
 	if res.code != 0 || !strings.Contains(res.stderr, "nothing to wait for (1 reporter(s) seen that have not checked repeatedly") {
 		t.Fatalf("haup --wait, one unconfirmed reporter = %+v", res)
+	}
+}
+
+// startingLB answers as a server that just restarted while a load balancer checks web:8080
+// every 200 ms: its line does not count for the first few answers, then counts, UP at first
+// and DOWN after a while, as HAProxy's fall makes it.
+func startingLB(t *testing.T) string {
+	t.Helper()
+	var mu sync.Mutex
+	asked := 0
+	return lbServer(t, func(service string) lb.Snapshot {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		now := unix(time.Now())
+		snap := lb.Snapshot{Service: service, WindowSeconds: 30, Now: now, Servers: []lb.Server{}, Agents: []lb.Agent{}, MinRemainingWeight: 1}
+		if asked <= 5 {
+			snap.Unconfirmed, snap.UnconfirmedLastSeen = 1, now-0.1
+			return snap
+		}
+		state, since := "UP", now-3
+		if asked > 10 {
+			state, since = "DOWN", now-1
+		}
+		snap.Servers = []lb.Server{{Port: 8080, Node: "lb1", Source: "10.0.0.1", Server: "be_web/app1", State: state,
+			Weight: 1, TotalWeight: 1, LastSeen: now, StateSince: since, IntervalSeconds: 0.2, Reports: 10}}
+		return snap
+	})
+}
+
+// Just after hacheck restarted nobody counts yet: --wait waits for the load balancer checking
+// to count and report the new state, rather than say nobody checks; the guard waits to decide
+// with it.
+func TestWaitAndGuardJustAfterRestart(t *testing.T) {
+	r := newRunner(t)
+	res := r.run("hadown", "-r", "x", "--wait", "-v", "-p", startingLB(t), "-P", "8080", "web")
+	if res.code != 0 || strings.Contains(res.stderr, "nothing to wait for") || !strings.Contains(res.stderr, "web:8080: DOWN on 1 server line(s)") {
+		t.Fatalf("hadown --wait just after a restart = %+v; want it to wait for the load balancer's DOWN", res)
+	}
+	res = r.run("hadown", "-r", "x", "--guard", "-v", "-p", startingLB(t), "-P", "8081", "other")
+	if res.code != 0 || !strings.Contains(res.stderr, "disruption guard waited") {
+		t.Fatalf("hadown --guard of a service whose reporter counts later = %+v; want it allowed after waiting", res)
+	}
+	res = r.run("hadown", "-r", "x", "--guard", "-v", "-p", startingLB(t), "-P", "8080", "solo")
+	if res.code != exitRefused || !strings.Contains(res.stderr, "be_web") {
+		t.Fatalf("hadown --guard of the last server just after a restart = %+v; want exit 4 naming be_web", res)
 	}
 }
 

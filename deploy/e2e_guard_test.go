@@ -225,3 +225,23 @@ func TestGuardAfterWaitWithAgent(t *testing.T) {
 		t.Fatalf("lone1 is %v weight %s", st, st["weight"])
 	}
 }
+
+// Just after hacheck restarts no load balancer counts yet (each must check repeatedly first):
+// --wait must wait for them to count and report the new state rather than say nobody checks,
+// and the guard must decide with them rather than let the last server go.
+func TestWaitAndGuardJustAfterRestart(t *testing.T) {
+	s := startMaintSetup(t)
+	port1, port2 := strconv.Itoa(s.app1.port()), strconv.Itoa(s.app2.port())
+	s.hc.stop(t, 10*time.Second)
+	s.hc = startHacheck(t, s.hc.bin, s.hc.spoolRoot, s.hc.config, s.hc.port)
+
+	r := s.run(t, "hadown", append(guard, "-v", "-r", "e2e", "--wait", "-P", port1, "web")...)
+	if r.code != 0 || strings.Contains(r.stderr, "nothing to wait for") || !strings.Contains(r.stderr, "web:"+port1+": DOWN on 2 server line(s)") {
+		t.Fatalf("hadown --wait -P %s web just after a restart: exit %d, stderr %q; want it to wait for both load balancers' DOWN", port1, r.code, r.stderr)
+	}
+	r = s.run(t, "hadown", append(guard, "-r", "e2e", "-P", port2, "web")...)
+	if r.code != 4 || !strings.Contains(r.stderr, "be_web") {
+		t.Fatalf("hadown --guard -P %s web after that = exit %d, stderr %q; want exit 4 naming be_web", port2, r.code, r.stderr)
+	}
+	noMark(t, s.hc.spoolRoot, "web:"+port2)
+}

@@ -22,6 +22,11 @@ type Snapshot struct {
 	// Unconfirmed counts the reporters seen within the window that do not count (yet): they
 	// have not checked repeatedly, as a load balancer does.
 	Unconfirmed int `json:"unconfirmed"`
+	// UnconfirmedLastSeen is when the most recently seen of those reporters last reported
+	// (unix seconds; 0 if none): a load balancer that just began checking (or began again
+	// after hacheck restarted) reports again within its check interval, a one-off does not
+	// (see Unsettled).
+	UnconfirmedLastSeen float64 `json:"unconfirmed_last_seen"`
 	// Omitted counts the established lines and agents left out of the lists, which hold
 	// 1,000 entries each at most.
 	Omitted int `json:"omitted"`
@@ -94,6 +99,7 @@ func (t *Tracker) Snapshot(service string, port int, now time.Time) Snapshot {
 		}
 		if !e.established {
 			snap.Unconfirmed++
+			snap.UnconfirmedLastSeen = max(snap.UnconfirmedLastSeen, unixSeconds(e.seen))
 			continue
 		}
 		if e.line.agent {

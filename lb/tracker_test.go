@@ -60,6 +60,11 @@ func TestTrackerOneOffReportersDoNotCount(t *testing.T) {
 	if len(snap.Servers)+len(snap.Agents) != 0 || snap.Unconfirmed != 3 {
 		t.Fatalf("one-off and burst reporters are shown as load balancers: %+v", snap)
 	}
+	// When the last of them was seen, so that --wait and the guard can tell a load balancer
+	// that just began from a reporter gone quiet.
+	if want := unixSeconds(t0.Add(49 * time.Millisecond)); snap.UnconfirmedLastSeen != want {
+		t.Errorf("UnconfirmedLastSeen = %v, want %v (the burst's last report)", snap.UnconfirmedLastSeen, want)
+	}
 	if got := tr.StateCounts(t0.Add(time.Second / 2)); len(got) != 0 {
 		t.Errorf("StateCounts counts them: %v", got)
 	}

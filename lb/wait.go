@@ -52,11 +52,30 @@ type Change struct {
 	Sessions bool
 }
 
+// Settle is how long a reporter that does not count yet (Snapshot.Unconfirmed) holds back the
+// conclusion that nobody checks a service. Just after hacheck starts, and just after a load
+// balancer does, no load balancer counts for a few check intervals; concluding "nobody" then
+// would let --wait return at once and the guard let the last server go, which is saying what
+// hacheck does not know. So while nobody counts but such a reporter was seen within Settle,
+// --wait and the guard keep asking until one counts (and is then waited on, or decides) or none
+// has been seen for Settle. It is longer than HAProxy's usual check interval, so a real load
+// balancer reports again within it; a one-off nc or curl goes quiet and costs at most Settle,
+// and only on a service no established load balancer checks.
+const Settle = 5 * time.Second
+
+// Unsettled reports whether nobody counts in s, but a reporter that does not count yet was seen
+// within Settle before the snapshot (by the snapshot's own clock).
+func Unsettled(s Snapshot) bool {
+	return len(s.Servers) == 0 && len(s.Agents) == 0 && s.Omitted == 0 &&
+		s.UnconfirmedLastSeen > 0 && s.Now-s.UnconfirmedLastSeen < Settle.Seconds()
+}
+
 // Progress is how far the load balancers are.
 type Progress struct {
 	// Done: every server line and agent waited on reported the new state after the change.
 	Done bool
-	// Nobody: no load balancer checked the service within the window; Done is then true.
+	// Nobody: no load balancer checked the service within the window, and no reporter that
+	// does not count yet was seen within Settle; Done is then true.
 	Nobody bool
 	// Lines and Agents count what is waited on.
 	Lines, Agents int
@@ -90,7 +109,6 @@ type Waiter struct {
 	// after holds, per line and agent, the first report after the change seen in its current
 	// run (keyed by the run's start), for a run that began before the change.
 	after map[any]runStart
-	seen  bool // Update was called
 }
 
 type runStart struct{ since, first float64 }
@@ -108,8 +126,6 @@ func NewWaiter(c Change) *Waiter {
 
 // Update takes the latest snapshot of the service and says how far the change got.
 func (w *Waiter) Update(s Snapshot) Progress {
-	first := !w.seen
-	w.seen = true
 	for _, srv := range s.Servers {
 		if !w.concerns(srv.Port) {
 			continue
@@ -131,7 +147,14 @@ func (w *Waiter) Update(s Snapshot) Progress {
 		}
 	}
 	p := Progress{Lines: len(w.lines), Agents: len(w.agents), Unconfirmed: s.Unconfirmed}
-	if first && len(w.lines) == 0 && len(w.agents) == 0 {
+	if len(w.lines) == 0 && len(w.agents) == 0 {
+		// Nobody counts (a line or agent, once seen, stays waited on): done, unless a
+		// reporter that does not count yet may be a load balancer about to.
+		if Unsettled(s) {
+			p.Pending = []string{fmt.Sprintf("%d reporter(s) that do not count yet, the last %s, may be load balancers that just began checking",
+				s.Unconfirmed, ago(s.Now, s.UnconfirmedLastSeen))}
+			return p
+		}
 		p.Done, p.Nobody = true, true
 		return p
 	}

@@ -94,6 +94,62 @@ func TestWaiterUpdate(t *testing.T) {
 	}
 }
 
+// Just after hacheck (or a load balancer) starts, nobody counts yet: a reporter seen recently
+// that does not count yet holds back "nobody checks" until it counts or goes quiet for Settle,
+// by the snapshot's clock.
+func TestWaiterSettles(t *testing.T) {
+	settle := Settle.Seconds()
+	unconfirmed := func(now, lastSeen float64) Snapshot {
+		return Snapshot{Now: now, Unconfirmed: 1, UnconfirmedLastSeen: lastSeen}
+	}
+	down := Change{Port: 8080, Target: Down, At: changeAt}
+	for _, tc := range []struct {
+		name         string
+		updates      []Snapshot
+		done, nobody bool
+	}{
+		{"a reporter just seen that does not count yet", []Snapshot{unconfirmed(at+0.1, at)}, false, false},
+		{"it keeps checking, still not counted", []Snapshot{unconfirmed(at+0.1, at), unconfirmed(at+2, at+1.9)}, false, false},
+		{"it counts, but has not reported DOWN for an interval", []Snapshot{unconfirmed(at+0.1, at),
+			{Now: at + 0.7, Servers: []Server{run("UP", at-0.5, at+0.6)}}}, false, false},
+		{"it counts and reports DOWN", []Snapshot{unconfirmed(at+0.1, at),
+			{Now: at + 2.1, Servers: []Server{run("DOWN", at+1.5, at+2)}}}, true, false},
+		{"a one-off nc gone quiet for Settle", []Snapshot{unconfirmed(at+0.1, at), unconfirmed(at+settle+0.1, at)}, true, true},
+		{"an nc seen long ago", []Snapshot{unconfirmed(at+0.1, at-settle)}, true, true},
+		{"no unconfirmed reporter", []Snapshot{{Now: at + 0.1}}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := NewWaiter(down)
+			var p Progress
+			for _, s := range tc.updates {
+				p = w.Update(s)
+			}
+			if p.Done != tc.done || p.Nobody != tc.nobody {
+				t.Errorf("progress = %+v, want done=%v nobody=%v", p, tc.done, tc.nobody)
+			}
+			if !p.Done && len(p.Pending) == 0 {
+				t.Errorf("not done, yet nothing pending to name on a timeout: %+v", p)
+			}
+		})
+	}
+}
+
+// An nc-like single report delays Wait by at most Settle: the clock is the snapshot's.
+func TestWaitOneOffDelaysAtMostSettle(t *testing.T) {
+	seen := at - 0.01
+	now := at
+	p, err := Wait(context.Background(), Change{Target: Down, At: changeAt}, time.Millisecond, func(context.Context) (Snapshot, error) {
+		now += 0.5
+		if now > seen+Settle.Seconds()+0.5 {
+			return Snapshot{}, errors.New("still waiting after Settle")
+		}
+		return Snapshot{Now: now, Unconfirmed: 1, UnconfirmedLastSeen: seen}, nil
+	})
+	if err != nil || !p.Done || !p.Nobody {
+		t.Fatalf("Wait = %+v, %v; want done, nobody, within Settle of the one report", p, err)
+	}
+}
+
 // run is a line that has said state since the time given, checked every 0.5 s.
 func run(state string, since, lastSeen float64) Server {
 	s := line("lb1", "be/a", 8080, state, lastSeen)
