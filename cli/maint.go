@@ -98,46 +98,22 @@ func guardReports(ctx context.Context, serverPort int, services []string) (snaps
 	return snaps, minRemaining, nil
 }
 
-// guardSettleMax bounds settleGuard: a load balancer counts after a few of its check
-// intervals, which are seconds at most; something that still does not count by then keeps
-// reporting unlike one.
-const guardSettleMax = 30 * time.Second
-
-// settleGuard waits, while a service of the marks has nobody counted but a reporter that does
-// not count yet was seen within lb.Settle (lb.Unsettled), until one counts or none has been
-// seen for lb.Settle: the guard must not call a backend unwatched that a load balancer, checking
-// since hacheck restarted, is about to be counted for. Errors fetching are left to the guard
-// itself, which reports them; still unsettled after guardSettleMax, the change is refused.
+// settleGuard lets the load balancers that just began checking a service of the marks count,
+// or go quiet (lb.SettleAll). Errors fetching are left to the guard itself, which reports them;
+// still unsettled after lb.SettleMax, the change is refused.
 func settleGuard(e *Env, f lbFlags, marks []spool.Mark) error {
-	ctx, cancel := context.WithTimeout(context.Background(), guardSettleMax)
-	defer cancel()
+	ctx := context.Background()
 	services, err := expandAll(ctx, f.Port, lb.GuardServices(nil, marks))
 	if err != nil {
 		return nil
 	}
 	start := time.Now()
-	tick := time.NewTicker(waitInterval)
-	defer tick.Stop()
-	var waited []string
-	for _, svc := range services {
-		for first := true; ; first = false {
-			snap, err := fetchLB(ctx, f.Port, svc, 0)
-			if err != nil && ctx.Err() == nil {
-				return nil
-			}
-			if err == nil && !lb.Unsettled(snap) {
-				break
-			}
-			if first {
-				waited = append(waited, svc)
-			}
-			select {
-			case <-ctx.Done():
-				return &refusedError{fmt.Sprintf("refusing to take weight from %s: reporters of %s seen in the last %s still do not count after %s, as no load balancer's checks would; nothing written (--force overrides)",
-					svc, svc, lb.Settle, guardSettleMax)}
-			case <-tick.C:
-			}
-		}
+	waited, err := lb.SettleAll(ctx, services, waitInterval, func(ctx context.Context, svc string) (lb.Snapshot, error) {
+		return fetchLB(ctx, f.Port, svc, 0)
+	})
+	var unsettled *lb.UnsettledError
+	if errors.As(err, &unsettled) {
+		return &refusedError{fmt.Sprintf("refusing to take weight from %s: %v; nothing written (--force overrides)", unsettled.Service, err)}
 	}
 	if len(waited) > 0 {
 		e.infof("disruption guard waited %s for load balancers of %s that just began checking to count or go quiet\n",

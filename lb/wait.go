@@ -70,6 +70,51 @@ func Unsettled(s Snapshot) bool {
 		s.UnconfirmedLastSeen > 0 && s.Now-s.UnconfirmedLastSeen < Settle.Seconds()
 }
 
+// SettleMax bounds Settle's wait for the guard: a load balancer counts after a few of its
+// check intervals, which are seconds at most; something that still does not count by then keeps
+// reporting unlike one.
+const SettleMax = 30 * time.Second
+
+// UnsettledError is SettleAll running out: reporters of Service seen within Settle still did
+// not count after SettleMax.
+type UnsettledError struct{ Service string }
+
+func (e *UnsettledError) Error() string {
+	return fmt.Sprintf("reporters of %s seen in the last %s still do not count after %s, as no load balancer's checks would",
+		e.Service, Settle, SettleMax)
+}
+
+// SettleAll asks fetch, every interval, for each service's snapshot until none is Unsettled, so
+// that the guard does not call a backend unwatched that a load balancer, checking since hacheck
+// or it started, is about to be counted for. It returns the services it had to wait for; an
+// *UnsettledError when SettleMax (or ctx) ran out first; fetch's error as it is.
+func SettleAll(ctx context.Context, services []string, interval time.Duration, fetch func(context.Context, string) (Snapshot, error)) (waited []string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, SettleMax)
+	defer cancel()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for _, svc := range services {
+		for first := true; ; first = false {
+			snap, err := fetch(ctx, svc)
+			if err != nil && ctx.Err() == nil {
+				return waited, err
+			}
+			if err == nil && !Unsettled(snap) {
+				break
+			}
+			if first {
+				waited = append(waited, svc)
+			}
+			select {
+			case <-ctx.Done():
+				return waited, &UnsettledError{svc}
+			case <-tick.C:
+			}
+		}
+	}
+	return waited, nil
+}
+
 // Progress is how far the load balancers are.
 type Progress struct {
 	// Done: every server line and agent waited on reported the new state after the change.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hacheck/hacheck/config"
+	"github.com/hacheck/hacheck/lb"
 )
 
 // Two operators at the same moment, each taking one of the two servers of be_web out through
@@ -135,5 +136,46 @@ func TestSpoolPostFieldsInTheQuery(t *testing.T) {
 	code, _ := postSpool(t, ts, "/spool/web/0/status?status=down", url.Values{"status": {"up"}})
 	if _, down := ts.store.Status("web", 0); code != http.StatusOK || down {
 		t.Fatalf("status=up in the body, down in the query = %d, down %v; want the body's up", code, down)
+	}
+}
+
+// Just after hacheck starts no load balancer counts yet: POST guard=1 of the last server must
+// wait for the one that just began checking to count, and then refuse, not find "nobody" and
+// let the last server go.
+func TestSpoolPostGuardJustAfterStart(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.AllowRemoteSpoolChanges = true }, func(s *Server) {
+		s.lbTrust = lb.Options{MinReports: 3, MinSpan: 200 * time.Millisecond}
+		s.lb.SetOptions(s.lbOptions(*s.cfg.Load()))
+	})
+	const state = "UP; address=127.0.0.1; port=8080; name=be_lone/app1; node=lb1; weight=1/1; scur=0/0; qcur=0"
+	checkWithState(t, ts, "lone", state)
+	type answer struct {
+		code int
+		body string
+	}
+	done := make(chan answer, 1)
+	go func() {
+		code, body := postSpool(t, ts, "/spool/lone/8080/status", url.Values{"status": {"down"}, "reason": {"r"}, "guard": {"1"}})
+		done <- answer{code, body}
+	}()
+	// The load balancer goes on checking at its own interval, as HAProxy does.
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case a := <-done:
+			if a.code != http.StatusConflict || !strings.Contains(a.body, "no usable server left") {
+				t.Fatalf("POST guard=1 of the last server just after start = %d %q, want 409 once the load balancer counts", a.code, a.body)
+			}
+			if _, down := ts.store.Status("lone", 8080); down {
+				t.Fatal("the refused change was written")
+			}
+			return
+		case <-tick.C:
+			checkWithState(t, ts, "lone", state)
+		case <-deadline:
+			t.Fatal("POST guard=1 did not answer within 20 s")
+		}
 	}
 }

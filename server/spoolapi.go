@@ -89,7 +89,13 @@ func (s *Server) handleSpoolChange(w http.ResponseWriter, r *http.Request) {
 		var check func(spool.Set) error
 		if opts.guard {
 			// Asked for: a client that does not ask keeps what it always got. Decided under
-			// the spool's lock, so that no other change on this host slips in between.
+			// the spool's lock, so that no other change on this host slips in between, once
+			// the load balancers that just began checking count or went quiet.
+			if err := s.settleGuard(r.Context(), m); err != nil {
+				log.Warn().Err(err).Msg("remote spool change refused by the disruption guard")
+				http.Error(w, oneLine(fmt.Sprintf("refusing to mark %s down: %v; nothing written", m.Key(), err)), http.StatusConflict)
+				return
+			}
 			check = func(held spool.Set) error { return s.guardChange(held, m) }
 		}
 		change = func() (any, error) {

@@ -49,9 +49,19 @@ func parseSpoolOptions(form url.Values) (spoolOptions, error) {
 // service m or the spool names: nil, or a *lb.GuardError naming each backend and load balancer.
 func (s *Server) guardChange(held spool.Set, m spool.Mark) error {
 	now := time.Now()
+	services := s.guardServices(held, m, now)
+	snaps := make([]lb.Snapshot, 0, len(services))
+	for _, svc := range services {
+		snaps = append(snaps, s.lb.Snapshot(svc, 0, now))
+	}
+	return lb.Guard(snaps, held, held.With(m), now, int(s.cfg.Load().MinRemainingWeight))
+}
+
+// guardServices is lb.GuardServices with the host-wide mark replaced by the services checked
+// recently: load balancers ask for them by name.
+func (s *Server) guardServices(held spool.Set, m spool.Mark, now time.Time) []string {
 	services := lb.GuardServices(held, []spool.Mark{m})
 	if i := slices.Index(services, spool.AllServices); i >= 0 {
-		// The host-wide mark takes out every service; load balancers ask for them by name.
 		services = slices.Delete(services, i, i+1)
 		for _, r := range s.metrics.Recent(now.Add(-s.lb.Window())) {
 			if spool.ValidateName(r.Service) == nil && !slices.Contains(services, r.Service) {
@@ -59,11 +69,18 @@ func (s *Server) guardChange(held spool.Set, m spool.Mark) error {
 			}
 		}
 	}
-	snaps := make([]lb.Snapshot, 0, len(services))
-	for _, svc := range services {
-		snaps = append(snaps, s.lb.Snapshot(svc, 0, now))
-	}
-	return lb.Guard(snaps, held, held.With(m), now, int(s.cfg.Load().MinRemainingWeight))
+	return services
+}
+
+// settleGuard lets the load balancers that just began checking a service m names count, or go
+// quiet, before the guard decides (lb.SettleAll), as hadown's guard does: just after a restart
+// nobody counts yet, and the guard would let the last server go. Done before the spool's lock
+// is taken, so that other changes are not held up meanwhile.
+func (s *Server) settleGuard(ctx context.Context, m spool.Mark) error {
+	_, err := lb.SettleAll(ctx, s.guardServices(nil, m, time.Now()), spoolWaitInterval, func(_ context.Context, svc string) (lb.Snapshot, error) {
+		return s.lb.Snapshot(svc, 0, time.Now()), nil
+	})
+	return err
 }
 
 // waitResult is the "wait" member of a POST /spool answer.
