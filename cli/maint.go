@@ -152,7 +152,7 @@ func waitFor(e *Env, f lbFlags, services []string, port int, tgt lb.Target, sess
 			}
 			for _, what := range p.Pending {
 				if len(services) > 1 {
-					what = target(svc, port) + ": " + what
+					what = spool.Key{Service: svc, Port: port}.String() + ": " + what
 				}
 				pending = append(pending, what)
 			}
@@ -165,10 +165,10 @@ func waitFor(e *Env, f lbFlags, services []string, port int, tgt lb.Target, sess
 			what += " with no sessions"
 		}
 		if p.Nobody {
-			e.infof("no load balancer checked %s recently; nothing to wait for%s\n", target(svc, port), unconfirmedNote(p.Unconfirmed))
+			e.infof("no load balancer checked %s recently; nothing to wait for%s\n", spool.Key{Service: svc, Port: port}, unconfirmedNote(p.Unconfirmed))
 		} else {
 			e.infof("%s: %s on %d server line(s) and %d agent(s) after %s\n",
-				target(svc, port), what, p.Lines, p.Agents, time.Since(start).Round(time.Millisecond))
+				spool.Key{Service: svc, Port: port}, what, p.Lines, p.Agents, time.Since(start).Round(time.Millisecond))
 		}
 	}
 	if len(pending) > 0 {
@@ -190,8 +190,6 @@ func unconfirmedNote(n int) string {
 // waitInterval is how often --wait asks the server; HAProxy's checks come every few hundred
 // milliseconds at the shortest.
 const waitInterval = 50 * time.Millisecond
-
-func target(service string, port int) string { return spool.Key{Service: service, Port: port}.String() }
 
 // recentWindow is how far back expandAll looks for services: several of HAProxy's usual check
 // intervals, as the server's lb_window.

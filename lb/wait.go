@@ -211,7 +211,7 @@ func (w *Waiter) Update(s Snapshot) Progress {
 	}
 	for _, a := range w.agents {
 		if !w.agentDone(a) {
-			p.Pending = append(p.Pending, fmt.Sprintf("agent check from %s for %s (%s)", a.Source, target(w.change.Service, a.Port), w.agentSaid(a, now)))
+			p.Pending = append(p.Pending, fmt.Sprintf("agent check from %s for %s (%s)", a.Source, spool.Key{Service: w.change.Service, Port: a.Port}, w.agentSaid(a, now)))
 		}
 	}
 	slices.Sort(p.Pending)
@@ -372,8 +372,6 @@ func lbName(node, source string) string {
 	}
 	return node
 }
-
-func target(service string, port int) string { return spool.Key{Service: service, Port: port}.String() }
 
 // Wait asks fetch for a snapshot every interval until the change is done (or nobody checks
 // the service), ctx ends, or fetch fails. It returns the last progress seen; on ctx's end the
